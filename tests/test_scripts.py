@@ -1,0 +1,52 @@
+"""The scripts stay in step: same six headers and step functions; --help is fast and light."""
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+
+SCRIPTS = sorted(p.name for p in ROOT.glob("*.py")
+                 if p.name in ("dspy_example.py", "openai_finetune.py", "huggingface_lora.py"))
+HEADERS = ["# %% Step 1. Environment & data preparation", "# %% Step 2. Data format preparation",
+           "# %% Step 3. Model configuration", "# %% Step 4. Fine-tuning / optimization",
+           "# %% Step 5. Inference and demonstration", "# %% Step 6. Comparison"]
+STEP_FUNCTIONS = ["prepare_data", "convert_format", "configure_model", "tune", "infer",
+                  "compare"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_same_six_steps(script):
+    text = (ROOT / script).read_text()
+    positions = [text.index(h) for h in HEADERS]
+    assert positions == sorted(positions), "the six step headers, in order"
+    for name in STEP_FUNCTIONS:
+        assert re.search(rf"^def {name}\(", text, re.M), f"{script} has no {name}()"
+    shared = {"data", "model", "seed", "output_dir", "results_dir", "execute", "train_size"}
+    fields = set(re.findall(r"^    (\w+): [\w |]+ = field\(", text, re.M))
+    assert shared <= fields, f"{script} misses config fields {shared - fields}"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_is_instant_and_imports_nothing_heavy(script):
+    code = (f"import sys, runpy; sys.argv = ['{script}', '--help']\n"
+            f"try: runpy.run_path('{script}', run_name='__main__')\n"
+            "except SystemExit: pass\n"
+            "heavy = [m for m in ('torch', 'transformers', 'dspy', 'openai') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "--execute" in proc.stdout
+    assert "HEAVY []" in proc.stdout
+    assert time.perf_counter() - start < 10  # generous: a loaded CI machine; the benchmark times it
+
+
+def test_importing_a_script_runs_nothing():
+    proc = subprocess.run([sys.executable, "-c", "import huggingface_lora; print('ok')"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "ok"
