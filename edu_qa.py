@@ -577,6 +577,25 @@ def show_side_by_side(console, rows: list[dict], n: int = 3, title: str = "") ->
     console.print(table)
 
 
+def redact(secret: str) -> str:
+    """Enough of a key to tell which one is set, never the key itself."""
+    return f"{secret[:3]}...{secret[-2:]} ({len(secret)} chars)" if len(secret) > 8 else "***"
+
+
+def use_offline_tiktoken() -> None:
+    """tiktoken downloads its BPE files on first use; litellm (a dspy dependency) ships
+    cl100k_base and o200k_base, so point tiktoken's cache there when nothing else is set."""
+    if os.environ.get("TIKTOKEN_CACHE_DIR"):
+        return
+    import importlib.util
+    spec = importlib.util.find_spec("litellm")
+    if spec and spec.submodule_search_locations:
+        folder = Path(list(spec.submodule_search_locations)[0]) / "litellm_core_utils" / \
+            "tokenizers"
+        if folder.is_dir():
+            os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+
+
 def console():
     from rich.console import Console
     return Console(width=int(os.environ.get("COLUMNS", 120)))

@@ -1,0 +1,99 @@
+"""dspy_example.py offline: wiring with DummyLM, the real local engine, save/load, the guard."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import edu_qa  # noqa: E402
+import dspy_example as ex  # noqa: E402
+
+
+def setup(argv):
+    cfg = ex.Config(**argv)
+    console = edu_qa.console()
+    data, train, dev, test, env = ex.prepare_data(cfg, console)
+    signature, adapter = ex.convert_format(cfg, train, console)
+    return cfg, console, data, train, dev, test, env, signature, adapter
+
+
+def test_program_wiring_with_dummy_lm(tmp_path):
+    import dspy
+    from dspy.utils.dummies import DummyLM
+    cfg, console, data, train, dev, test, env, signature, adapter = setup(
+        {"output_dir": str(tmp_path), "optimizer": "labeled", "train_size": 5, "threads": 1})
+    assert len(train) == 5 and set(train[0].inputs().keys()) == {"question"}
+    lm = DummyLM([{"answer": "Carbon dioxide. Plants take it in."}] * 200)
+    dspy.configure(lm=lm, adapter=adapter)
+    program = dspy.Predict(signature)
+    optimized, tuned = ex.tune(cfg, program, train, dev[:4], ex.make_metric(), console)
+    assert tuned["demos"] == 4  # LabeledFewShot: k demos from train, no LM calls
+    assert tuned["path"].exists()
+    pred = optimized(question=test[0].question)
+    assert pred.answer == "Carbon dioxide. Plants take it in."
+
+
+def test_metric_in_dspy_shape():
+    import dspy
+    metric = ex.make_metric()
+    example = dspy.Example(question="q", answer="The kidneys. They filter blood.",
+                           key="kidneys|kidney").with_inputs("question")
+    right = dspy.Prediction(answer="The kidneys. They filter the blood.")
+    passing_mention = dspy.Prediction(answer="The liver. It works with the kidneys.")
+    assert metric(example, right) == pytest.approx(edu_qa.f1(right.answer, example.answer))
+    assert metric(example, right, trace=[]) is True
+    assert metric(example, passing_mention, trace=[]) is False  # key not in the first sentence
+
+
+def test_local_engine_answers_and_program_round_trips(tmp_path):
+    """The embedded model behind DSPy's custom-engine interface: real output, parsed; the
+    saved program, reloaded, gives identical predictions."""
+    import dspy
+    cfg, console, data, train, dev, test, env, signature, adapter = setup(
+        {"output_dir": str(tmp_path), "max_new_tokens": 40})
+    model, tok = edu_qa.load_local_model(cfg.model)
+    engine = ex.LocalEngine(model, tok, cfg.max_new_tokens)
+    lm = dspy.LM("local/embedded", engine=engine, temperature=0.0, cache=False,
+                 max_tokens=cfg.max_new_tokens, stop=[ex.STOP])
+    dspy.configure(lm=lm, adapter=adapter)
+    program = dspy.LabeledFewShot(k=3).compile(dspy.Predict(signature), trainset=train)
+    questions = [t.question for t in test[:2]]
+    answers = [program(question=q).answer for q in questions]
+    assert all(isinstance(a, str) and a.strip() for a in answers), answers
+    assert engine.calls == 2 and engine.output_tokens > 0
+    path = tmp_path / "program.json"
+    program.save(str(path))
+    fresh = dspy.Predict(signature)
+    fresh.load(str(path))
+    assert [fresh(question=q).answer for q in questions] == answers
+
+
+def test_hosted_lm_without_execute_prints_plan_and_opens_no_socket(tmp_path, no_network,
+                                                                   capsys):
+    code = edu_qa.run(ex.main, ["--lm", "openai/gpt-4o-mini", "--output-dir", str(tmp_path),
+                                "--results-dir", str(tmp_path / "results")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Plan only" in out and "LM calls, at most" in out and "cost, estimated: $" in out
+    assert "--execute" in out
+    assert no_network == []
+    assert not (tmp_path / "results").exists()
+
+
+def test_plan_counts_calls_and_prices_tokens():
+    cfg = ex.Config(lm="openai/gpt-4o-mini", optimizer="bootstrap")
+    calls = ex.plan_calls(cfg, n_train=72, n_dev=24, n_test=24)
+    assert calls == {"optimize": 72, "evaluate": 24 + 48, "total": 144}
+    cfg = ex.Config(lm="openai/gpt-4o-mini", optimizer="labeled")
+    assert ex.plan_calls(cfg, 72, 24, 24)["optimize"] == 0
+
+
+def test_hosted_lm_execute_without_key_exits_2(tmp_path, no_network, monkeypatch, capsys):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code = edu_qa.run(ex.main, ["--lm", "openai/gpt-4o-mini", "--execute",
+                                "--output-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "OPENAI_API_KEY" in err and "nothing was sent" in err
+    assert no_network == []
