@@ -76,6 +76,9 @@ class Config:
         "help": "allow what costs: LM calls to a hosted --lm"})
     train_size: int = field(default=None, metadata={
         "type": int, "help": "use only the first N training examples (try 5)"})
+    question: str = field(default=None, metadata={
+        "type": str, "help": "step 6 follows this test question (number or words) through "
+                             "every method; default: the first"})
     # the method
     lm: str = field(default=LOCAL_LM, metadata={
         "help": "'local' = --model on this machine; or a LiteLLM model string such as "
@@ -107,7 +110,7 @@ def prepare_data(cfg: Config, console):
     versions = edu_qa.library_versions("dspy", "litellm", "torch", "transformers")
     console.print(f"LM: {cfg.lm if hosted else 'local ' + describe_model(cfg.model)} | "
                   f"paid: {'yes' if hosted else 'no'} | optimizer: {cfg.optimizer}")
-    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    edu_qa.print_versions(console, versions)
     data = edu_qa.load_qa(cfg.data, seed=cfg.seed)
 
     def examples(split):
@@ -116,9 +119,7 @@ def prepare_data(cfg: Config, console):
                 for r in split]
     train = examples(data.split("train")[:cfg.train_size])
     dev, test = examples(data.split("dev")), examples(data.split("test"))
-    console.print(f"data: {data.path.name} sha256 {data.sha256[:12]} | "
-                  f"train {len(train)} (of {len(data.split('train'))}) | dev {len(dev)} | "
-                  f"test {len(test)}")
+    edu_qa.print_data_summary(console, data, len(train))
     env = {"hosted": hosted, "versions": versions}
     return data, train, dev, test, env
 
@@ -142,10 +143,12 @@ def convert_format(cfg: Config, train, console):
     adapter = dspy.ChatAdapter(use_json_adapter_fallback=False)
     messages = adapter.format(TutorAnswer, demos=[], inputs={"question": train[0].question})
     console.print("[bold]The messages DSPy sends for one question (zero-shot):[/bold]")
-    for m in messages:
-        console.print(f"--- {m['role']} ---", highlight=False)
-        console.print(m["content"], markup=False, highlight=False)
+    console.print(render_messages(messages), markup=False, highlight=False, soft_wrap=True)
     return TutorAnswer, adapter
+
+
+def render_messages(messages: list[dict]) -> str:
+    return "\n".join(f"--- {m['role']} ---\n{m['content']}" for m in messages)
 
 
 # %% Step 3. Model configuration
@@ -158,13 +161,13 @@ def configure_model(cfg: Config, env: dict, console):
     if env["hosted"]:
         lm = dspy.LM(cfg.lm, temperature=0.0, max_tokens=cfg.max_new_tokens, stop=[STOP])
         return lm, None
-    model, tok = edu_qa.load_local_model(cfg.model)
-    engine = LocalEngine(model, tok, cfg.max_new_tokens)
+    engine = LocalEngine(cfg.model, cfg.max_new_tokens)
     # greedy (temperature 0) so that before and after differ only by the prompt
     lm = dspy.LM(f"local/{cfg.model}", engine=engine, temperature=0.0,
                  max_tokens=cfg.max_new_tokens, stop=[STOP])
     console.print(f"engine: LocalEngine on {describe_model(cfg.model)} | greedy | stop at "
-                  f"{STOP!r} | cache: {cache_dir}")
+                  f"{STOP!r} | cache: {cache_dir} | the model loads on the first call the "
+                  "cache cannot answer")
     return lm, engine
 
 
@@ -175,8 +178,8 @@ class LocalEngine:
     arrive together and answers them with ONE batched generate() call (left padding), which is
     several times faster on a CPU than one question at a time."""
 
-    def __init__(self, model, tok, max_new_tokens: int, max_batch: int = 8):
-        self.model, self.tok = model, tok
+    def __init__(self, model_name: str, max_new_tokens: int, max_batch: int = 8):
+        self.model_name, self.model, self.tok = model_name, None, None
         self.max_new_tokens, self.max_batch = max_new_tokens, max_batch
         self.calls = self.input_tokens = self.output_tokens = 0
         self._queue: queue.Queue = queue.Queue()
@@ -211,6 +214,14 @@ class LocalEngine:
                     jobs.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            if self.model is None:  # loaded here, so a run served from the cache needs none
+                try:
+                    self.model, self.tok = edu_qa.load_local_model(self.model_name)
+                except Exception as err:
+                    for job in jobs:
+                        job["error"] = err
+                        job["done"].set()
+                    continue
             groups = {}
             for job in jobs:  # one generate() per (cap, stop) setting
                 groups.setdefault((job["max_tokens"], job["stop"]), []).append(job)
@@ -338,10 +349,8 @@ def infer(cfg: Config, program, optimized, test, metric, data, lm, console):
         answers[when] = [pred.get("answer", "") or "" for pred in preds]
     scores = {when: edu_qa.score(examples, answers[when]) for when in runs}
     rows = edu_qa.prediction_rows(examples, answers["before"], answers["after"])
-    for when in ("before", "after"):
-        console.print(f"test {when:6}: accuracy {scores[when]['accuracy']:.2f} | "
-                      f"F1 {scores[when]['f1']:.2f} | parse failures {failures[when]}/"
-                      f"{len(examples)} (n={scores[when]['n']})")
+    edu_qa.print_scores(console, scores, {w: f"parse failures {failures[w]}/{len(examples)}"
+                                          for w in failures})
     if failures["before"]:
         raw = next((h for h in lm.history if "[[ ## answer ## ]]" not in history_text(h)), None)
         if raw is not None:
@@ -371,9 +380,8 @@ def reload_program(path: Path, signature, test, console) -> list[str]:
 
 # %% Step 6. Comparison
 def compare(cfg: Config, data, results: dict, console) -> None:
-    path = edu_qa.write_results(results, cfg.results_dir)
-    console.print(f"results: {path}")
-    edu_qa.print_scoreboard(console, data, cfg.results_dir)
+    """Write this method's results, then compare every method that has results."""
+    edu_qa.save_and_compare(console, data, results, cfg.results_dir, cfg.question)
 
 
 def print_plan(cfg: Config, calls: dict, cost: dict, console) -> None:
@@ -389,7 +397,8 @@ def print_plan(cfg: Config, calls: dict, cost: dict, console) -> None:
         console.print(f"cost, estimated: ${cost['usd']:.4f} at ${cost['price_in']}/"
                       f"${cost['price_out']} per 1M tokens in/out (table checked "
                       f"{PRICES_CHECKED}; override with --price-in/--price-out)")
-    console.print("To go ahead: python dspy_example.py " + " ".join(sys.argv[1:] + ["--execute"]))
+    console.print("To go ahead: " + edu_qa.command_line(METHOD, cfg) + " --execute",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def require_key(cfg: Config, console) -> None:
@@ -466,6 +475,8 @@ def main(argv=None):
         trainable_params=0, versions=env["versions"], data_left_machine=env["hosted"],
         artifact={"path": str(tuned["path"]), "bytes": edu_qa.disk_size(tuned["path"])})
     results["dataset"]["train_used"] = len(train)
+    results["prompt_template"] = render_messages(adapter.format(
+        signature, demos=optimized.predictors()[0].demos, inputs={"question": "{question}"}))
     results["wall_time_s"].update(prepare=round(prepared, 2), tune=round(tuned["seconds"], 2),
                                   infer_per_question=round(inference["per_question"], 3),
                                   total=round(time.perf_counter() - start, 2))

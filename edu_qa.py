@@ -109,6 +109,24 @@ def print_config(console, cfg) -> None:
     console.print("[bold]config[/bold] " + json.dumps(dataclasses.asdict(cfg), default=str))
 
 
+def print_versions(console, versions: dict) -> None:
+    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+
+
+def print_data_summary(console, data: "QADataset", n_train: int) -> None:
+    console.print(f"data: {data.path.name} sha256 {data.sha256[:12]} | train {n_train} "
+                  f"(of {len(data.split('train'))}) | dev {len(data.split('dev'))} | "
+                  f"test {len(data.split('test'))}")
+
+
+def print_scores(console, scores: dict, notes: dict | None = None) -> None:
+    """Step 5: the test-split scores, before and after, on one line each."""
+    for when in ("before", "after"):
+        note = f" | {notes[when]}" if notes and when in notes else ""
+        console.print(f"test {when:6}: accuracy {scores[when]['accuracy']:.2f} | "
+                      f"F1 {scores[when]['f1']:.2f}{note} (n={scores[when]['n']})")
+
+
 def step(console, number: int, title: str) -> None:
     console.rule(f"[bold]Step {number}. {title}")
 
@@ -418,7 +436,10 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
                                      tokenizer=tok if stop_strings else None)
             new = out[:, batch["input_ids"].shape[1]:]
             n_tokens += int((new != tok.pad_token_id).sum())
-            answers += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+            texts = tok.batch_decode(new, skip_special_tokens=True)
+            if stop_strings:  # as APIs do: the stop string ends the text and is not part of it
+                texts = [min((t.split(s)[0] for s in stop_strings), key=len) for t in texts]
+            answers += [t.strip() for t in texts]
     finally:
         tok.padding_side = side
     return answers, n_tokens
@@ -453,6 +474,40 @@ def prediction_rows(examples: list[QA], before: list[str] | None, after: list[st
             for i, ex in enumerate(examples)]
 
 
+def command_line(method: str, cfg) -> str:
+    """The command that reproduces a run: the script plus every setting that is not default."""
+    parts = [METHODS[method][1]]
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if value == f.default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    import platform
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = None
+    if "torch" in sys.modules:
+        import torch
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu,
+            "os": f"{platform.system()} {platform.release()}"}
+
+
 def new_results(method: str, cfg, data: QADataset, *, model: str, dry_run: bool) -> dict:
     """The results skeleton every script fills in (README: 'Results schema')."""
     return {
@@ -461,11 +516,13 @@ def new_results(method: str, cfg, data: QADataset, *, model: str, dry_run: bool)
         "title": METHODS[method][0],
         "dry_run": dry_run,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": command_line(method, cfg),
+        "machine": machine(),
         "model": model,
         "tuned_model": None,
-        "dataset": {"file": str(data.path), "sha256": data.sha256, "split_sizes": data.sizes(),
-                    "train_used": None},
-        "config": {k: v for k, v in dataclasses.asdict(cfg).items()},
+        "dataset": {"file": portable(data.path), "sha256": data.sha256,
+                    "split_sizes": data.sizes(), "train_used": None},
+        "config": {k: portable(v) for k, v in dataclasses.asdict(cfg).items()},
         "before": None,
         "after": None,
         "predictions": [],
@@ -477,8 +534,16 @@ def new_results(method: str, cfg, data: QADataset, *, model: str, dry_run: bool)
         "artifact": None,
         "data_left_machine": False,
         "versions": {},
+        "prompt_template": None,
         "extra": {},
     }
+
+
+def portable(value):
+    """A path inside the project, relative to it, so results files read the same anywhere."""
+    if isinstance(value, (str, Path)) and str(value).startswith(str(HERE) + os.sep):
+        return os.path.relpath(value, HERE)
+    return value
 
 
 def write_results(results: dict, results_dir: str | Path = RESULTS_DIR) -> Path:
@@ -566,6 +631,80 @@ def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESU
         else:
             table.add_row(r["method"], *["–"] * 8, r["note"])
     console.print(table)
+
+
+def pick_question(dataset: QADataset, choice: str | None) -> QA:
+    """--question: a test question's number (1-based) or words from it; default the first."""
+    test = dataset.split("test")
+    if not choice:
+        return test[0]
+    if choice.isdigit() and 1 <= int(choice) <= len(test):
+        return test[int(choice) - 1]
+    for ex in test:
+        if normalize(choice) in normalize(ex.question):
+            return ex
+    raise UserError(f"--question {choice!r}: not a test question number (1-{len(test)}) "
+                    "or words from one")
+
+
+def one_question_rows(dataset: QADataset, ex: QA, results_dir: str | Path = RESULTS_DIR):
+    """One test question through every method with results: who answered, what, its score."""
+    found = load_all_results(results_dir)
+    rows = []
+    for method, (title, command) in METHODS.items():
+        res = found.get(method)
+        if res is None or "unreadable" in res or res["dataset"].get("sha256") != dataset.sha256:
+            rows.append({"who": title, "answer": None, "note": f"not run: {command}"})
+            continue
+        if res.get("dry_run"):
+            cost = res["cost_usd"]["amount"]
+            rows.append({"who": title, "answer": None, "prompt": res.get("prompt_template"),
+                         "note": f"not run: dry run (estimated ${cost:.2f}); add --execute"})
+            continue
+        pred = next((p for p in res["predictions"] if p["question"] == ex.question), None)
+        if pred is None:
+            continue
+        rows.append({"who": f"{title}, before: {res['model']}", "answer": pred["before"]})
+        rows.append({"who": f"{title}, after: {res.get('tuned_model') or res['model']}",
+                     "answer": pred["after"], "prompt": res.get("prompt_template")})
+    for row in rows:
+        if row.get("answer") is not None:
+            row["correct"] = is_correct(row["answer"], ex.key, ex.answer)
+            row["f1"] = round(f1(row["answer"], ex.answer), 2)
+    return rows
+
+
+def print_one_question(console, dataset: QADataset, choice: str | None,
+                       results_dir: str | Path = RESULTS_DIR, show_prompts: bool = True):
+    """Step 6: follow one test question through every method, and show what each sends."""
+    from rich.table import Table
+    ex = pick_question(dataset, choice)
+    rows = one_question_rows(dataset, ex, results_dir)
+    table = Table(title=f"One question through every method: {ex.question}", show_lines=True)
+    for col in ("who answered", "answer", "key found", "F1"):
+        table.add_column(col, overflow="fold")
+    table.add_row("reference", ex.answer, ex.key or "", "1.00")
+    for r in rows:
+        if r.get("answer") is None:
+            table.add_row(r["who"], r["note"], "", "")
+        else:
+            table.add_row(r["who"], r["answer"], "yes" if r["correct"] else "no", f"{r['f1']:.2f}")
+    console.print(table)
+    if show_prompts:
+        for r in rows:
+            if r.get("prompt"):
+                console.print(f"[bold]What {r['who'].split(',')[0]} sends its model:[/bold]")
+                console.print(r["prompt"].replace("{question}", ex.question), markup=False,
+                              highlight=False, soft_wrap=True)
+
+
+def save_and_compare(console, dataset: QADataset, results: dict, results_dir,
+                     question: str | None) -> None:
+    """Step 6 of every script: write results, the scoreboard, one question through all."""
+    path = write_results(results, results_dir)
+    console.print(f"results: {path}")
+    print_scoreboard(console, dataset, results_dir)
+    print_one_question(console, dataset, question, results_dir)
 
 
 def show_side_by_side(console, rows: list[dict], n: int = 3, title: str = "") -> None:

@@ -48,6 +48,9 @@ class Config:
         "help": "allow what costs: a GPU, 4-bit loading, a model over 500M parameters"})
     train_size: int = field(default=None, metadata={
         "type": int, "help": "use only the first N training examples (try 10, 20, 40)"})
+    question: str = field(default=None, metadata={
+        "type": str, "help": "step 6 follows this test question (number or words) through "
+                             "every method; default: the first"})
     # LoRA: which small matrices are added, and how big
     lora_r: int = field(default=16, metadata={
         "help": "rank of each LoRA update; 8-16 is plenty for a narrow task like ours"})
@@ -112,14 +115,12 @@ def prepare_data(cfg: Config, console):
     console.print(f"device: {device}{gpu_note} | precision: {precision} | "
                   f"weights: {quantization} | threads: {torch.get_num_threads()}")
     versions = edu_qa.library_versions("torch", "transformers", "peft", "accelerate", "datasets")
-    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    edu_qa.print_versions(console, versions)
 
     data = edu_qa.load_qa(cfg.data, seed=cfg.seed)
     train = data.split("train")[:cfg.train_size]
     dev, test = data.split("dev"), data.split("test")
-    console.print(f"data: {data.path.name} sha256 {data.sha256[:12]} | "
-                  f"train {len(train)} (of {len(data.split('train'))}) | dev {len(dev)} | "
-                  f"test {len(test)}")
+    edu_qa.print_data_summary(console, data, len(train))
     env = {"device": device, "precision": precision, "quantization": quantization,
            "versions": versions}
     return data, train, dev, test, env
@@ -153,11 +154,11 @@ def convert_format(cfg: Config, tok, train, dev, console):
 
     first = train_ds[0]
     console.print("[bold]One training example, exactly as the model sees it:[/bold]")
-    console.print(tok.decode(first["input_ids"]), markup=False, highlight=False)
+    console.print(tok.decode(first["input_ids"]), markup=False, highlight=False, soft_wrap=True)
     answer_ids = [t for t, label in zip(first["input_ids"], first["labels"]) if label != -100]
     console.print(f"[bold]Tokens that carry loss[/bold] ({len(answer_ids)} of "
                   f"{len(first['input_ids'])}; the rest are labelled -100):")
-    console.print(repr(tok.decode(answer_ids)), markup=False, highlight=False)
+    console.print(repr(tok.decode(answer_ids)), markup=False, highlight=False, soft_wrap=True)
     n_tokens = sum(len(x) for x in train_ds["input_ids"])
     console.print(f"train: {len(train_ds)} examples, {n_tokens} tokens | dev: {len(dev_ds)}")
     return train_ds, dev_ds
@@ -279,7 +280,8 @@ def print_plan(cfg: Config, reasons: list[str], console) -> None:
     console.print("[bold yellow]Plan only: nothing was loaded or trained.[/bold yellow]")
     for reason in reasons:
         console.print(f"  needs --execute: {reason}")
-    console.print("To go ahead: python huggingface_lora.py " + " ".join(sys.argv[1:] + ["--execute"]))
+    console.print("To go ahead: " + edu_qa.command_line(METHOD, cfg) + " --execute",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def load_model(cfg: Config, env: dict, lora_config, console):
@@ -379,9 +381,7 @@ def infer(cfg: Config, model, tok, test, console):
     seconds = time.perf_counter() - start
     scores = {"before": edu_qa.score(test, before), "after": edu_qa.score(test, after)}
     rows = edu_qa.prediction_rows(test, before, after)
-    for when in ("before", "after"):
-        console.print(f"test {when:6}: accuracy {scores[when]['accuracy']:.2f} | "
-                      f"F1 {scores[when]['f1']:.2f} (n={scores[when]['n']})")
+    edu_qa.print_scores(console, scores)
     edu_qa.show_side_by_side(console, rows, title="base model vs LoRA-tuned, test questions")
     return scores, rows, {"seconds": seconds, "tokens": before_tokens + after_tokens,
                           "per_question": seconds / (2 * len(test))}
@@ -419,9 +419,8 @@ def merge(cfg: Config, env: dict, adapter_dir: Path, console) -> Path:
 
 # %% Step 6. Comparison
 def compare(cfg: Config, data, results: dict, console) -> None:
-    path = edu_qa.write_results(results, cfg.results_dir)
-    console.print(f"results: {path}")
-    edu_qa.print_scoreboard(console, data, cfg.results_dir)
+    """Write this method's results, then compare every method that has results."""
+    edu_qa.save_and_compare(console, data, results, cfg.results_dir, cfg.question)
 
 
 def main(argv=None):
@@ -474,6 +473,8 @@ def main(argv=None):
         artifact={"path": str(trained["adapter_dir"]),
                   "bytes": edu_qa.disk_size(trained["adapter_dir"])})
     results["dataset"]["train_used"] = len(train)
+    results["prompt_template"] = tok.apply_chat_template(
+        edu_qa.chat_messages("{question}"), tokenize=False, add_generation_prompt=True)
     results["wall_time_s"].update(prepare=round(prepared, 2), tune=round(trained["seconds"], 2),
                                   infer_per_question=round(inference["per_question"], 3),
                                   total=round(time.perf_counter() - start, 2))

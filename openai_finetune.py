@@ -67,6 +67,9 @@ class Config:
         "help": "upload, train and call the API: this costs money"})
     train_size: int = field(default=None, metadata={
         "type": int, "help": "use only the first N training examples (OpenAI needs >= 10)"})
+    question: str = field(default=None, metadata={
+        "type": str, "help": "step 6 follows this test question (number or words) through "
+                             "every method; default: the first"})
     # the job
     epochs: int = field(default=None, metadata={
         "type": int, "help": "passes over the data; default: OpenAI's rule (3, clamped)"})
@@ -97,7 +100,7 @@ def prepare_data(cfg: Config, console):
     console.print(f"base model: {cfg.model} | endpoint: {base_url} | "
                   f"paid calls: {'yes (--execute)' if cfg.execute else 'no (plan only)'}")
     versions = edu_qa.library_versions("openai", "tiktoken")
-    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    edu_qa.print_versions(console, versions)
     key = None
     if cfg.execute:
         key = os.environ.get("OPENAI_API_KEY")
@@ -108,9 +111,7 @@ def prepare_data(cfg: Config, console):
     data = edu_qa.load_qa(cfg.data, seed=cfg.seed)
     train = data.split("train")[:cfg.train_size]
     dev, test = data.split("dev"), data.split("test")
-    console.print(f"data: {data.path.name} sha256 {data.sha256[:12]} | "
-                  f"train {len(train)} (of {len(data.split('train'))}) | dev {len(dev)} | "
-                  f"test {len(test)}")
+    edu_qa.print_data_summary(console, data, len(train))
     return data, train, dev, test, {"versions": versions, "base_url": base_url}
 
 
@@ -129,7 +130,7 @@ def convert_format(cfg: Config, data, train, dev, console):
 
     lines = train_path.read_text(encoding="utf-8").splitlines()
     console.print("[bold]One training line, exactly as uploaded:[/bold]")
-    console.print(lines[0], markup=False, highlight=False)
+    console.print(lines[0], markup=False, highlight=False, soft_wrap=True)
     examples = [json.loads(line) for line in lines]
     errors, warnings = check_format(examples)
     console.print(f"format errors: {dict(errors) or 'none'} | warnings: "
@@ -362,9 +363,9 @@ def print_requests(converted: dict, plan: dict, sha: str, console) -> None:
     for path in (converted["train_path"], converted["valid_path"]):
         console.print("would send: POST /files " + json.dumps(
             {"purpose": "fine-tune", "file": path.name, "bytes": path.stat().st_size,
-             "sha256": sha256_file(path)}), highlight=False)
+             "sha256": sha256_file(path)}), markup=False, highlight=False, soft_wrap=True)
     console.print("would send: POST /fine_tuning/jobs " + json.dumps(plan["job"]),
-                  highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def sha256_file(path: Path) -> str:
@@ -384,7 +385,7 @@ def infer(cfg: Config, client, job, test, console):
                "temperature": 0, "max_completion_tokens": cfg.max_new_tokens}
     if client is None:
         console.print("would send: POST /chat/completions " + json.dumps(request),
-                      highlight=False)
+                      markup=False, highlight=False, soft_wrap=True)
         console.print("(once for the base model and once for the fine-tuned ft:... model, "
                       f"for each of the {len(test)} test questions)")
         return None
@@ -403,9 +404,7 @@ def infer(cfg: Config, client, job, test, console):
     seconds = time.perf_counter() - start
     scores = {when: edu_qa.score(test, answers[when]) for when in answers}
     rows = edu_qa.prediction_rows(test, answers["before"], answers["after"])
-    for when in ("before", "after"):
-        console.print(f"test {when:6}: accuracy {scores[when]['accuracy']:.2f} | "
-                      f"F1 {scores[when]['f1']:.2f} (n={scores[when]['n']})")
+    edu_qa.print_scores(console, scores)
     edu_qa.show_side_by_side(console, rows, title="base vs fine-tuned, test questions")
     return {"scores": scores, "rows": rows, "tokens": tokens,
             "per_question": seconds / (2 * len(test))}
@@ -413,9 +412,8 @@ def infer(cfg: Config, client, job, test, console):
 
 # %% Step 6. Comparison
 def compare(cfg: Config, data, results: dict, console) -> None:
-    path = edu_qa.write_results(results, cfg.results_dir)
-    console.print(f"results: {path}")
-    edu_qa.print_scoreboard(console, data, cfg.results_dir)
+    """Write this method's results, then compare every method that has results."""
+    edu_qa.save_and_compare(console, data, results, cfg.results_dir, cfg.question)
 
 
 def make_client(cfg: Config):
@@ -490,6 +488,9 @@ def main(argv=None):
                        after=inference["scores"]["after"], predictions=inference["rows"])
         results["tokens"]["inference"] = inference["tokens"]
         results["wall_time_s"]["infer_per_question"] = round(inference["per_question"], 3)
+    results["prompt_template"] = "POST /chat/completions " + json.dumps(
+        {"model": results.get("tuned_model") or cfg.model,
+         "messages": edu_qa.chat_messages("{question}"), "temperature": 0})
     compare(cfg, data, results, console)
 
 

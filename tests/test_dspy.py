@@ -52,8 +52,7 @@ def test_local_engine_answers_and_program_round_trips(tmp_path):
     import dspy
     cfg, console, data, train, dev, test, env, signature, adapter = setup(
         {"output_dir": str(tmp_path), "max_new_tokens": 40})
-    model, tok = edu_qa.load_local_model(cfg.model)
-    engine = ex.LocalEngine(model, tok, cfg.max_new_tokens)
+    engine = ex.LocalEngine(cfg.model, cfg.max_new_tokens)
     lm = dspy.LM("local/embedded", engine=engine, temperature=0.0, cache=False,
                  max_tokens=cfg.max_new_tokens, stop=[ex.STOP])
     dspy.configure(lm=lm, adapter=adapter)
@@ -76,7 +75,8 @@ def test_hosted_lm_without_execute_prints_plan_and_opens_no_socket(tmp_path, no_
     out = capsys.readouterr().out
     assert code == 0
     assert "Plan only" in out and "LM calls, at most" in out and "cost, estimated: $" in out
-    assert "--execute" in out
+    assert (f"To go ahead: python dspy_example.py --output-dir {tmp_path} --results-dir "
+            f"{tmp_path / 'results'} --lm openai/gpt-4o-mini --execute") in out
     assert no_network == []
     assert not (tmp_path / "results").exists()
 

@@ -67,7 +67,9 @@ def test_guard_big_model_prints_plan_loads_no_weights_opens_no_socket(
     out = capsys.readouterr().out
     assert code == 0
     assert "Plan only" in out and "over the 500M free limit" in out
-    assert "--execute" in out and "memory estimate" in out and "time estimate" in out
+    assert "memory estimate" in out and "time estimate" in out
+    assert (f"To go ahead: python huggingface_lora.py --model {big_config_only} --output-dir "
+            f"{tmp_path / 'out'} --results-dir {tmp_path / 'results'} --execute") in out
     assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
     assert no_network == []
 
@@ -113,3 +115,48 @@ def test_two_process_data_parallel_writes_one_adapter(tmp_path, tiny_model):
     final = [a for a in adapters if "checkpoint-" not in str(a)]
     assert len(final) == 1, adapters
     assert proc.stdout.count("Step 6. Comparison") == 1  # one process reports
+
+
+def tiny_setup(tiny_model, out, **overrides):
+    cfg = lora.Config(model=str(tiny_model), output_dir=str(out), train_size=16, batch_size=4,
+                      learning_rate=3e-3, verify_reload=False, **overrides)
+    console = edu_qa.console()
+    data, train, dev, test, env = lora.prepare_data(cfg, console)
+    tok = edu_qa.load_tokenizer(cfg.model)
+    train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev[:4], console)
+    lora_config, _, _, _ = lora.configure_model(cfg, env, train_ds, console)
+    model, tok, _, _ = lora.load_model(cfg, env, lora_config, console)
+    return cfg, env, model, tok, train_ds, dev_ds, console
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_model, monkeypatch):
+    from transformers import Trainer
+    out = tmp_path / "out"
+    cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(tiny_model, out, epochs=1)
+    lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
+    assert (out / "checkpoint-4").is_dir()  # one checkpoint per epoch: 16 examples / 4
+
+    steps = []
+    real_step = Trainer.training_step
+    monkeypatch.setattr(Trainer, "training_step",
+                        lambda self, *a, **kw: steps.append(1) or real_step(self, *a, **kw))
+    cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(tiny_model, out, epochs=2,
+                                                                 resume=True)
+    trainer, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
+    assert trained["resumed"] is True
+    assert trainer.state.global_step == 8 and len(steps) == 4  # only the second epoch ran
+
+
+def test_merge_writes_a_standalone_model_with_the_same_outputs(tmp_path, tiny_model):
+    import torch
+    from transformers import AutoModelForCausalLM
+    cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(tiny_model, tmp_path / "out",
+                                                                 epochs=1)
+    _, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
+    merged_dir = lora.merge(cfg, env, trained["adapter_dir"], console)
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    model.eval()
+    batch = tok(["<|im_start|>user\nWhat is DNA?<|im_end|>"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(model(**batch).logits, merged(**batch).logits, atol=1e-4)

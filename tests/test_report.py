@@ -1,0 +1,109 @@
+"""report.py and the one-question view, on hand-made results files."""
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+import edu_qa
+import report
+from test_results import make_results
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    """LoRA scored, OpenAI dry run only, DSPy from another dataset: must not be mixed in."""
+    data = edu_qa.load_qa(edu_qa.DATA_FILE)
+    test = data.split("test")
+    lora = make_results(data, "huggingface_lora")
+    lora["predictions"] = edu_qa.prediction_rows(
+        test, ["I do not know."] * len(test), [ex.answer for ex in test])
+    lora["prompt_template"] = "<|im_start|>user\n{question}<|im_end|>"
+    lora["command"] = "python huggingface_lora.py"
+    edu_qa.write_results(lora, tmp_path)
+    dry = make_results(data, "openai_finetune", dry_run=True)
+    dry["command"] = "python openai_finetune.py"
+    edu_qa.write_results(dry, tmp_path)
+    edu_qa.write_results(make_results(data, "dspy", sha="f" * 64), tmp_path)
+    return tmp_path
+
+
+def test_one_question_through_every_method(results_dir):
+    data = edu_qa.load_qa(edu_qa.DATA_FILE)
+    ex = edu_qa.pick_question(data, "2")
+    rows = edu_qa.one_question_rows(data, ex, results_dir)
+    by_who = {r["who"].split(",")[0]: r for r in rows}
+    assert by_who["DSPy prompt optimization"]["note"] == "not run: python dspy_example.py"
+    assert "dry run" in by_who["OpenAI fine-tuning"]["note"]
+    after = [r for r in rows if r["who"].startswith("LoRA (transformers + peft), after")][0]
+    assert after["answer"] == ex.answer and after["correct"] and after["f1"] == 1.0
+    before = [r for r in rows if r["who"].startswith("LoRA (transformers + peft), before")][0]
+    assert before["correct"] is False
+    out = io.StringIO()
+    edu_qa.print_one_question(Console(file=out, width=200), data, "2", results_dir)
+    assert f"<|im_start|>user\n{ex.question}<|im_end|>" in out.getvalue()
+
+
+def test_pick_question_by_words_and_bad_choice():
+    data = edu_qa.load_qa(edu_qa.DATA_FILE)
+    test = data.split("test")
+    assert edu_qa.pick_question(data, None) == test[0]
+    assert edu_qa.pick_question(data, test[5].question[:20].lower()) == test[5]
+    with pytest.raises(edu_qa.UserError, match="not a test question"):
+        edu_qa.pick_question(data, "999")
+
+
+def test_report_is_deterministic_and_leaves_other_datasets_out(results_dir, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n\n{report.START}\nold\n{report.END}\n\ntail\n")
+    argv = ["--results-dir", str(results_dir), "--readme", str(readme)]
+    assert edu_qa.run(report.main, argv) == 0
+    first = readme.read_text()
+    assert edu_qa.run(report.main, argv) == 0
+    assert readme.read_text() == first  # same files, same text
+    assert "0.25 → 0.50" in first and "`python huggingface_lora.py`" in first
+    assert "results are for another dataset" in first  # shown as such, not mixed in
+    assert first.count("0.25 → 0.50") == 1
+    assert first.endswith("\n\ntail\n") and "old" not in first
+    assert edu_qa.run(report.main, argv + ["--check"]) == 0
+    for name in ("scores.png", "cost_time.png"):
+        assert (results_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_check_fails_when_readme_is_stale(results_dir, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.START}\nhand-edited numbers\n{report.END}\n")
+    with pytest.raises(SystemExit) as err:
+        report.main(["--results-dir", str(results_dir), "--readme", str(readme), "--check"])
+    assert err.value.code == 1
+
+
+def test_plots_from_hand_made_results(results_dir, tmp_path):
+    data = edu_qa.load_qa(edu_qa.DATA_FILE)
+    results = report.current_results(data, results_dir)
+    assert set(results) == {"huggingface_lora", "openai_finetune"}
+    for fn, name in ((report.plot_scores, "a.png"), (report.plot_cost_time, "b.png")):
+        path = fn(results, tmp_path / name)
+        assert path.stat().st_size > 5000
+
+
+def test_data_needs_plot_and_table_from_hand_made_points(results_dir, tmp_path):
+    import data_needs
+    data = edu_qa.load_qa(edu_qa.DATA_FILE)
+    curve = {"sha256": data.sha256, "seed": 0, "base": 0.19, "seconds": {},
+             "dspy": {"5": 0.12, "20": 0.18, "72": 0.21},
+             "huggingface_lora": {"5": 0.2, "20": 0.24, "72": 0.28}}
+    data_needs.save(results_dir / "data_needs.json", curve)
+    assert data_needs.plot(curve, tmp_path / "d.png").stat().st_size > 5000
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{report.START}\n{report.END}\n")
+    assert edu_qa.run(report.main, ["--results-dir", str(results_dir),
+                                    "--readme", str(readme)]) == 0
+    assert "| 20 | 0.18 | 0.24 |" in readme.read_text()
+
+
+def test_data_needs_rejects_sizes_outside_the_training_split(capsys):
+    import data_needs
+    assert edu_qa.run(data_needs.main, ["--sizes", "0", "500"]) == 2
+    assert "--sizes must be between 1 and 72" in capsys.readouterr().err
