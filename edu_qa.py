@@ -541,7 +541,9 @@ def new_results(method: str, cfg, data: QADataset, *, model: str, dry_run: bool)
 
 def portable(value):
     """A path inside the project, relative to it, so results files read the same anywhere."""
-    if isinstance(value, (str, Path)) and str(value).startswith(str(HERE) + os.sep):
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str) and value.startswith(str(HERE) + os.sep):
         return os.path.relpath(value, HERE)
     return value
 
@@ -549,6 +551,8 @@ def portable(value):
 def write_results(results: dict, results_dir: str | Path = RESULTS_DIR) -> Path:
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
+    if results.get("artifact"):
+        results["artifact"]["path"] = portable(results["artifact"]["path"])
     path = results_dir / f"{results['method']}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -577,7 +581,7 @@ def _fmt_pair(before, after, field):
 def _fmt_seconds(s):
     if s is None:
         return "–"
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
 def _fmt_bytes(n):
