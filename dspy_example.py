@@ -92,7 +92,7 @@ class Config:
         "help": "demo sets tried by random-search (each costs one dev evaluation)"})
     max_new_tokens: int = field(default=64, metadata={
         "help": "answer cap; the stop marker usually ends generation well before it"})
-    threads: int = field(default=8, metadata={
+    threads: int = field(default=16, metadata={
         "help": "parallel LM calls; the local engine batches them into one generate()"})
     price_in: float = field(default=None, metadata={
         "type": float, "help": "USD per 1M input tokens, overriding the dated table"})
@@ -161,7 +161,7 @@ def configure_model(cfg: Config, env: dict, console):
     if env["hosted"]:
         lm = dspy.LM(cfg.lm, temperature=0.0, max_tokens=cfg.max_new_tokens, stop=[STOP])
         return lm, None
-    engine = LocalEngine(cfg.model, cfg.max_new_tokens)
+    engine = LocalEngine(cfg.model, cfg.max_new_tokens, max_batch=cfg.threads)
     # greedy (temperature 0) so that before and after differ only by the prompt
     lm = dspy.LM(f"local/{cfg.model}", engine=engine, temperature=0.0,
                  max_tokens=cfg.max_new_tokens, stop=[STOP])
