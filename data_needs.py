@@ -51,13 +51,12 @@ def lora_point(n: int, seed: int, out: Path, console) -> float:
     return edu_qa.score(test, answers)["f1"]
 
 
-def base_point(results_dir: Path, console) -> float:
+def base_point(results_dir: Path) -> float:
     """Test F1 of the zero-shot base model with the plain chat prompt all methods share: the
     LoRA run's 'before' when it is there (the very same answers), else generated here."""
     data = edu_qa.load_qa()
-    lora = edu_qa.load_all_results(results_dir).get("huggingface_lora")
-    if lora and lora.get("dataset", {}).get("sha256") == data.sha256 and lora.get("before") \
-            and lora["config"].get("model") == edu_qa.EMBEDDED_MODEL:
+    lora = edu_qa.current_results(data, results_dir).get("huggingface_lora")
+    if lora and lora.get("before") and lora["config"].get("model") == edu_qa.EMBEDDED_MODEL:
         return lora["before"]["f1"]
     test = data.split("test")
     model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)
@@ -81,7 +80,7 @@ def dspy_points(sizes: list[int], seed: int, out: Path, console) -> dict[int, fl
                              display_progress=False, failure_score=0.0)
     for n in sizes:
         cfg = dataclasses.replace(base, train_size=n)
-        optimizer = dx.build_optimizer(cfg, metric, len(dev))
+        optimizer = dx.build_optimizer(cfg, metric)
         program = optimizer.compile(dspy.Predict(signature), trainset=train[:n])
         points[n] = round(evaluate(program).score / 100, 4)
         console.print(f"DSPy, {n} training examples: test F1 {points[n]:.2f}")
@@ -137,7 +136,7 @@ def main(argv=None):
                  "dspy": {}, "huggingface_lora": {}, "seconds": {}}
     start = time.perf_counter()
     if curve["base"] is None:
-        curve["base"] = base_point(results_dir, console)
+        curve["base"] = base_point(results_dir)
     for n in args.sizes:
         if str(n) not in curve["huggingface_lora"]:
             t = time.perf_counter()

@@ -18,7 +18,6 @@ cost from a dated price table) and opens no connection.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -246,7 +245,7 @@ class LocalEngine:
                     job["done"].set()
 
 
-def build_optimizer(cfg: Config, metric, n_dev: int):
+def build_optimizer(cfg: Config, metric):
     import dspy
     if cfg.optimizer == "labeled":
         return dspy.LabeledFewShot(k=cfg.max_demos)
@@ -275,12 +274,12 @@ def plan_calls(cfg: Config, n_train: int, n_dev: int, n_test: int) -> dict:
     return {"optimize": optimize, "evaluate": evaluate, "total": optimize + evaluate}
 
 
-def estimate_cost(cfg: Config, program, adapter, signature, train, calls: dict) -> dict:
+def estimate_cost(cfg: Config, adapter, signature, train, calls: dict) -> dict:
     """Tokens from the real prompts (tiktoken, offline encodings) and a dated price table."""
     import tiktoken
     edu_qa.use_offline_tiktoken()
     enc = tiktoken.get_encoding("o200k_base")
-    demos = [ex for ex in train[:cfg.max_demos]] if cfg.optimizer != "none" else []
+    demos = train[:cfg.max_demos] if cfg.optimizer != "none" else []
     messages = adapter.format(signature, demos=demos, inputs={"question": train[0].question})
     prompt_tokens = sum(len(enc.encode(m["content"])) + 4 for m in messages)
     output_tokens = 40  # an answer of ~30 words plus the field markers
@@ -303,7 +302,7 @@ def tune(cfg: Config, program, train, dev, metric, console):
                              display_progress=True, failure_score=0.0)
     before_dev = evaluate(program)
     console.print(f"dev F1, zero-shot program: {before_dev.score / 100:.2f}")
-    optimizer = build_optimizer(cfg, metric, len(dev))
+    optimizer = build_optimizer(cfg, metric)
     start = time.perf_counter()
     if optimizer is None:
         optimized = program.deepcopy()
@@ -370,7 +369,7 @@ def history_text(entry: dict) -> str:
     return first.get("text", "") if isinstance(first, dict) else str(first)
 
 
-def reload_program(path: Path, signature, test, console) -> list[str]:
+def reload_program(path: Path, signature, test) -> list[str]:
     """Load the saved program into a fresh module (as a user would) and answer again."""
     import dspy
     fresh = dspy.Predict(signature)
@@ -442,7 +441,7 @@ def main(argv=None):
     program = dspy.Predict(signature)
     calls = plan_calls(cfg, len(train), len(dev), len(test))
     if env["hosted"]:
-        cost = estimate_cost(cfg, program, adapter, signature, train, calls)
+        cost = estimate_cost(cfg, adapter, signature, train, calls)
         if not cfg.execute:
             return print_plan(cfg, calls, cost, console)
         require_key(cfg, console)
@@ -460,7 +459,7 @@ def main(argv=None):
     edu_qa.step(console, 5, "Inference and demonstration")
     scores, rows, failures, inference = infer(cfg, program, optimized, test, metric, data, lm,
                                               console)
-    reloaded = reload_program(tuned["path"], signature, test[:3], console)
+    reloaded = reload_program(tuned["path"], signature, test[:3])
     same = sum(a == r["after"] for a, r in zip(reloaded, rows))
     console.print(f"reload check (program.json into a fresh dspy.Predict): {same}/3 answers "
                   "identical")

@@ -572,6 +572,12 @@ def load_all_results(results_dir: str | Path = RESULTS_DIR) -> dict[str, dict]:
     return found
 
 
+def current_results(dataset: QADataset, results_dir: str | Path = RESULTS_DIR) -> dict:
+    """The readable results files made from this dataset (same sha256), by method."""
+    return {m: r for m, r in load_all_results(results_dir).items()
+            if "unreadable" not in r and r["dataset"].get("sha256") == dataset.sha256}
+
+
 def _fmt_pair(before, after, field):
     b = f"{before[field]:.2f}" if before else "–"
     a = f"{after[field]:.2f}" if after else "–"
@@ -607,7 +613,6 @@ def scoreboard_rows(dataset_sha256: str, results_dir: str | Path = RESULTS_DIR) 
             cost = res["cost_usd"]
             row.update(
                 model=res["model"],
-                test_n=(res.get("after") or res.get("before") or {}).get("n"),
                 accuracy=_fmt_pair(res.get("before"), res.get("after"), "accuracy"),
                 f1=_fmt_pair(res.get("before"), res.get("after"), "f1"),
                 tune_time=_fmt_seconds(res["wall_time_s"].get("tune")),
@@ -653,11 +658,11 @@ def pick_question(dataset: QADataset, choice: str | None) -> QA:
 
 def one_question_rows(dataset: QADataset, ex: QA, results_dir: str | Path = RESULTS_DIR):
     """One test question through every method with results: who answered, what, its score."""
-    found = load_all_results(results_dir)
+    found = current_results(dataset, results_dir)
     rows = []
     for method, (title, command) in METHODS.items():
         res = found.get(method)
-        if res is None or "unreadable" in res or res["dataset"].get("sha256") != dataset.sha256:
+        if res is None:
             rows.append({"who": title, "answer": None, "note": f"not run: {command}"})
             continue
         if res.get("dry_run"):
@@ -679,7 +684,7 @@ def one_question_rows(dataset: QADataset, ex: QA, results_dir: str | Path = RESU
 
 
 def print_one_question(console, dataset: QADataset, choice: str | None,
-                       results_dir: str | Path = RESULTS_DIR, show_prompts: bool = True):
+                       results_dir: str | Path = RESULTS_DIR):
     """Step 6: follow one test question through every method, and show what each sends."""
     from rich.table import Table
     ex = pick_question(dataset, choice)
@@ -694,12 +699,11 @@ def print_one_question(console, dataset: QADataset, choice: str | None,
         else:
             table.add_row(r["who"], r["answer"], "yes" if r["correct"] else "no", f"{r['f1']:.2f}")
     console.print(table)
-    if show_prompts:
-        for r in rows:
-            if r.get("prompt"):
-                console.print(f"[bold]What {r['who'].split(',')[0]} sends its model:[/bold]")
-                console.print(r["prompt"].replace("{question}", ex.question), markup=False,
-                              highlight=False, soft_wrap=True)
+    for r in rows:
+        if r.get("prompt"):
+            console.print(f"[bold]What {r['who'].split(',')[0]} sends its model:[/bold]")
+            console.print(r["prompt"].replace("{question}", ex.question), markup=False,
+                          highlight=False, soft_wrap=True)
 
 
 def save_and_compare(console, dataset: QADataset, results: dict, results_dir,

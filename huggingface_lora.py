@@ -17,7 +17,6 @@ only prints the plan (device, precision, memory, time, the command to go ahead) 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time

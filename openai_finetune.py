@@ -297,7 +297,7 @@ def tune(cfg: Config, client, converted: dict, plan: dict, console) -> dict | No
     state_path = Path(cfg.output_dir) / "state.json"
     sha = sha256_file(converted["train_path"])
     if client is None:
-        print_requests(converted, plan, sha, console)
+        print_requests(converted, plan, console)
         return None
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     entry = state.get(sha, {})
@@ -359,7 +359,7 @@ def watch(cfg: Config, client, job_id: str, console):
         wait = min(60.0, wait * 1.5)
 
 
-def print_requests(converted: dict, plan: dict, sha: str, console) -> None:
+def print_requests(converted: dict, plan: dict, console) -> None:
     for path in (converted["train_path"], converted["valid_path"]):
         console.print("would send: POST /files " + json.dumps(
             {"purpose": "fine-tune", "file": path.name, "bytes": path.stat().st_size,

@@ -17,7 +17,6 @@ The table is also written to results/benchmark.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -210,9 +209,7 @@ def main(argv=None):
         rows.append(("all three default runs, cold", f"{total / 60:.1f} min", "≤ 8 min"))
 
     data = edu_qa.load_qa()
-    for method, res in edu_qa.load_all_results().items():
-        if "unreadable" in res or res["dataset"].get("sha256") != data.sha256:
-            continue
+    for method, res in edu_qa.current_results(data).items():
         if res.get("after"):
             calls = res.get("extra", {}).get("lm_calls")
             extra = f"; {calls / res['wall_time_s']['total']:.2f} LM calls/s" if calls else ""

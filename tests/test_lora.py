@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 import edu_qa
 import huggingface_lora as lora

@@ -1,7 +1,6 @@
 """report.py and the one-question view, on hand-made results files."""
 
 import io
-import json
 
 import pytest
 from rich.console import Console
@@ -81,7 +80,7 @@ def test_report_check_fails_when_readme_is_stale(results_dir, tmp_path):
 
 def test_plots_from_hand_made_results(results_dir, tmp_path):
     data = edu_qa.load_qa(edu_qa.DATA_FILE)
-    results = report.current_results(data, results_dir)
+    results = edu_qa.current_results(data, results_dir)
     assert set(results) == {"huggingface_lora", "openai_finetune"}
     for fn, name in ((report.plot_scores, "a.png"), (report.plot_cost_time, "b.png")):
         path = fn(results, tmp_path / name)
