@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -417,32 +418,72 @@ def chat_messages(question: str) -> list[dict]:
 
 
 def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 64,
-             batch_size: int = 8, stop_strings: list[str] | None = None) -> tuple[list[str], int]:
-    """Greedy answers for a list of chat conversations, batched with left padding.
+             batch_size: int = 8, stop_strings: list[str] | None = None,
+             share_prefix: bool = True) -> tuple[list[str], int]:
+    """Greedy answers for a list of chat conversations, in batches.
+
+    The prompts of a batch often begin with the same tokens: the system prompt, or DSPy's
+    few-shot demos (~400 tokens before each question). That shared prefix goes through the
+    model ONCE and its key/value cache is copied to every row (transformers' prompt-reuse
+    idiom, batched); each row then needs only its own last tokens. Rows are padded between the
+    prefix and their own tokens, and position ids follow the attention mask, so the answers are
+    those of plain left padding (tested), measured 2x faster with DSPy's demos.
+    share_prefix=False gives plain left padding (the benchmark compares the two).
 
     Returns (answers, generated token count)."""
     import torch
     prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
                for c in conversations]
     answers, n_tokens = [], 0
-    side, tok.padding_side = tok.padding_side, "left"  # new tokens must follow every prompt
-    try:
-        for i in range(0, len(prompts), batch_size):
-            batch = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(model.device)
-            with torch.inference_mode():
-                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tok.pad_token_id, stop_strings=stop_strings,
-                                     tokenizer=tok if stop_strings else None)
-            new = out[:, batch["input_ids"].shape[1]:]
-            n_tokens += int((new != tok.pad_token_id).sum())
-            texts = tok.batch_decode(new, skip_special_tokens=True)
-            if stop_strings:  # as APIs do: the stop string ends the text and is not part of it
-                texts = [min((t.split(s)[0] for s in stop_strings), key=len) for t in texts]
-            answers += [t.strip() for t in texts]
-    finally:
-        tok.padding_side = side
+    for i in range(0, len(prompts), batch_size):
+        ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts[i:i + batch_size]]
+        cache, inputs = _shared_prefix(model, ids, tok.pad_token_id,
+                                       MIN_SHARED_PREFIX if share_prefix else math.inf)
+        with torch.inference_mode():
+            out = model.generate(**inputs, past_key_values=cache, max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=tok.pad_token_id,
+                                 stop_strings=stop_strings,
+                                 tokenizer=tok if stop_strings else None)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        n_tokens += int((new != tok.pad_token_id).sum())
+        texts = tok.batch_decode(new, skip_special_tokens=True)
+        if stop_strings:  # as APIs do: the stop string ends the text and is not part of it
+            texts = [min((t.split(s)[0] for s in stop_strings), key=len) for t in texts]
+        answers += [t.strip() for t in texts]
     return answers, n_tokens
+
+
+MIN_SHARED_PREFIX = 16  # tokens; below this, computing the prefix apart saves nothing
+
+
+def _shared_prefix(model, ids: list[list[int]], pad_id: int,
+                   min_shared: float = MIN_SHARED_PREFIX):
+    """(key/value cache of the batch's common first tokens, or None; model inputs).
+
+    Each row is laid out as prefix + padding + its own tokens, attention mask 0 on the padding.
+    Without a shared prefix this is plain left padding. Causal attention makes the prefix's
+    cache the same whatever follows it, so one copy serves every row."""
+    import torch
+    shortest = min(len(row) for row in ids)
+    n = 0  # the prefix leaves every row at least one token of its own, to predict from
+    while n < shortest - 1 and all(row[n] == ids[0][n] for row in ids):
+        n += 1
+    cache = None
+    if len(ids) < 2 or n < min_shared:
+        n = 0
+    else:
+        with torch.inference_mode():
+            prefix = torch.tensor([ids[0][:n]], device=model.device)
+            cache = model(input_ids=prefix, use_cache=True).past_key_values
+        cache.batch_repeat_interleave(len(ids))
+    width = max(len(row) for row in ids) - n
+    input_ids, mask = [], []
+    for row in ids:
+        pad = width - (len(row) - n)
+        input_ids.append(row[:n] + [pad_id] * pad + row[n:])
+        mask.append([1] * n + [0] * pad + [1] * (len(row) - n))
+    return cache, {"input_ids": torch.tensor(input_ids, device=model.device),
+                   "attention_mask": torch.tensor(mask, device=model.device)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -61,9 +61,11 @@ class Config:
         "help": "where to add LoRA: 'all-linear' (attention + MLP) adapts more than q,v alone"})
     # training
     epochs: float = field(default=2, metadata={
-        "help": "passes over the training set; dev loss is lowest at 2 here, 4 over-fits"})
-    learning_rate: float = field(default=1e-3, metadata={
-        "help": "LoRA tolerates ~10x the full fine-tuning rate; measured best on this data"})
+        "help": "passes over the training set; 1 under-fits (dev loss 1.48), 3+ cost time "
+                "without lowering dev loss"})
+    learning_rate: float = field(default=2e-3, metadata={
+        "help": "LoRA tolerates ~10x the full fine-tuning rate; dev loss after 2 epochs: "
+                "5e-4 1.54, 1e-3 1.45, 2e-3 1.43, 3e-3 1.49"})
     batch_size: int = field(default=8, metadata={
         "help": "examples per step; 8 keeps both CPU cores busy"})
     max_length: int = field(default=160, metadata={

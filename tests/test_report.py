@@ -106,3 +106,17 @@ def test_data_needs_rejects_sizes_outside_the_training_split(capsys):
     import data_needs
     assert edu_qa.run(data_needs.main, ["--sizes", "0", "500"]) == 2
     assert "--sizes must be between 1 and 72" in capsys.readouterr().err
+
+
+def test_data_needs_measures_again_the_points_made_with_other_defaults():
+    """A cached LoRA point trained at another learning rate must not be plotted as today's."""
+    import data_needs
+    now = data_needs.method_settings()
+    old_lora = {**now["huggingface_lora"], "learning_rate": 1e-3}
+    cached = {"sha256": "abc", "seed": 0, "base": 0.19, "seconds": {},
+              "settings": {"huggingface_lora": old_lora, "dspy": now["dspy"]},
+              "dspy": {"5": 0.21}, "huggingface_lora": {"5": 0.15}}
+    curve = data_needs.usable_points(cached, "abc", 0, now)
+    assert curve["huggingface_lora"] == {} and curve["dspy"] == {"5": 0.21}
+    assert curve["settings"] == now
+    assert data_needs.usable_points(cached, "other data", 0, now)["dspy"] == {}
