@@ -1,4 +1,5 @@
-"""LoRA fine-tuning: teach a small local model to answer educational questions (transformers + peft).
+"""LoRA fine-tuning: teach a small local model to answer educational questions by training
+a small adapter on its weights (transformers + peft).
 
     python huggingface_lora.py                      # embedded SmolLM2-135M on this CPU, for real
     python huggingface_lora.py --train-size 20      # how much data does LoRA need?

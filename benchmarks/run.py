@@ -255,9 +255,10 @@ def main(argv=None):
         if res.get("after"):
             calls = res.get("extra", {}).get("lm_calls")
             extra = f"; {calls / res['wall_time_s']['total']:.2f} LM calls/s" if calls else ""
+            before, after = res["before"], res["after"]
             rows.append((f"quality, {res['title']} (results/{method}.json)",
-                         f"accuracy {res['before']['accuracy']:.2f} → {res['after']['accuracy']:.2f}, "
-                         f"F1 {res['before']['f1']:.2f} → {res['after']['f1']:.2f}{extra}",
+                         f"accuracy {before['accuracy']:.2f} → {after['accuracy']:.2f}, "
+                         f"F1 {before['f1']:.2f} → {after['f1']:.2f}{extra}",
                          "F1 +0.20"))
     m = edu_qa.machine()
     text = (f"Benchmark on {m['cpu']}, {m['cores']} cores, {m['gpu'] or 'no GPU'}, "

@@ -89,7 +89,8 @@ def test_dry_run_opens_no_socket_and_regenerates_the_committed_file(tmp_path, no
     out = capsys.readouterr().out
     assert code == 0 and no_network == []
     assert oft.TRAINING_FILE.read_bytes() == committed  # regenerated identically
-    assert "would send: POST /fine_tuning/jobs" in out and "would send: POST /chat/completions" in out
+    assert "would send: POST /fine_tuning/jobs" in out
+    assert "would send: POST /chat/completions" in out
     # the line is printed whole, exactly as uploaded (no wrapping at the terminal width)
     assert oft.TRAINING_FILE.read_text().splitlines()[0] in out.splitlines()
     res = json.loads((tmp_path / "results" / "openai_finetune.json").read_text())
