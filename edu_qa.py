@@ -667,19 +667,24 @@ def scoreboard_rows(dataset_sha256: str, results_dir: str | Path = RESULTS_DIR) 
     return rows
 
 
+SCOREBOARD_FIELDS = (("model", "model"), ("accuracy", "accuracy"), ("f1", "F1"),
+                     ("tune_time", "tuning time"), ("cost", "cost"),
+                     ("trainable", "trainable params"), ("artifact", "artifact"),
+                     ("data_left", "data left machine"), ("note", "note"))
+
+
 def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESULTS_DIR) -> None:
+    """One column per method, one row per measure: three methods fit an 80-column terminal,
+    where ten measures side by side would be cut to "…"."""
     from rich.table import Table
+    rows = scoreboard_rows(dataset.sha256, results_dir)
     table = Table(title=f"Scoreboard: {len(dataset.split('test'))} test questions of "
                         f"{dataset.path.name} (sha256 {dataset.sha256[:12]}), before → after")
-    for col in ("method", "model", "accuracy", "F1", "tuning time", "cost",
-                "trainable params", "artifact", "data left machine", "note"):
-        table.add_column(col)
-    for r in scoreboard_rows(dataset.sha256, results_dir):
-        if r["status"] == "ok":
-            table.add_row(r["method"], r["model"], r["accuracy"], r["f1"], r["tune_time"],
-                          r["cost"], r["trainable"], r["artifact"], r["data_left"], r["note"])
-        else:
-            table.add_row(r["method"], *["–"] * 8, r["note"])
+    table.add_column("", style="bold", no_wrap=True)
+    for r in rows:
+        table.add_column(r["method"], overflow="fold")
+    for field, label in SCOREBOARD_FIELDS:
+        table.add_row(label, *[r.get(field, "–") for r in rows])
     console.print(table)
 
 

@@ -54,6 +54,21 @@ def test_scoreboard_shows_the_command_for_a_missing_method(tmp_path):
         assert f"not run: {command}" in out.getvalue()
 
 
+def test_scoreboard_fits_an_80_column_terminal_without_cutting_a_value(tmp_path):
+    data = edu_qa.load_qa(edu_qa.DATA_FILE)
+    for method in ("huggingface_lora", "dspy"):
+        edu_qa.write_results(make_results(data, method), tmp_path)
+    edu_qa.write_results(make_results(data, "openai_finetune", dry_run=True), tmp_path)
+    out = io.StringIO()
+    edu_qa.print_scoreboard(Console(file=out, width=80), data, tmp_path)
+    text = out.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    lines = text.splitlines()
+    # each measure is one row whose cells hold whole values
+    assert any("accuracy" in ln and ln.count("0.25 → 0.50") == 2 for ln in lines)
+    assert any("cost" in ln and "$0.02 (estimated)" in ln for ln in lines)
+
+
 def test_results_file_has_the_documented_schema(tmp_path):
     data = edu_qa.load_qa(edu_qa.DATA_FILE)
     path = edu_qa.write_results(make_results(data, "huggingface_lora"), tmp_path)
