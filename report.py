@@ -105,16 +105,16 @@ def markdown(dataset: edu_qa.QADataset, results: dict[str, dict], plots: list[Pa
              results_dir) -> str:
     """README's results section: the scoreboard as a table, where and how it was measured."""
     lines = [f"Measured on the {len(dataset.split('test'))} test questions of "
-             f"`{dataset.path.name}` (sha256 `{dataset.sha256[:12]}`); before → after.", "",
-             "| method | model | accuracy | F1 | tuning time | cost | trainable params | "
-             "artifact | data left machine |", "|---|---|---|---|---|---|---|---|---|"]
+             f"`{dataset.path.name}` (sha256 `{dataset.sha256[:12]}`); before → after.", ""]
+    # the terminal scoreboard's measures, one column each (its note column is left out)
+    fields = [(f, label) for f, label in edu_qa.SCOREBOARD_FIELDS if f != "note"]
+    lines += ["| method | " + " | ".join(label for _, label in fields) + " |",
+              "|---|" + "---|" * len(fields)]
     for r in edu_qa.scoreboard_rows(dataset.sha256, results_dir):
         if r["status"] == "ok":
-            lines.append(f"| {r['method']} | {r['model']} | {r['accuracy']} | {r['f1']} | "
-                         f"{r['tune_time']} | {r['cost']} | {r['trainable']} | "
-                         f"{r['artifact']} | {r['data_left']} |")
+            lines.append(f"| {r['method']} | " + " | ".join(r[f] for f, _ in fields) + " |")
         else:
-            lines.append(f"| {r['method']} | {r['note']} | | | | | | | |")
+            lines.append(f"| {r['method']} | {r['note']} |" + " |" * (len(fields) - 1))
     lines += ["", "The approaches compared, measured in these runs:", "",
               "| | " + " | ".join(edu_qa.METHODS[m][0] for m in results) + " |",
               "|---|" + "---|" * len(results)]

@@ -62,8 +62,8 @@ def test_scoreboard_fits_an_80_column_terminal_without_cutting_a_value(tmp_path)
     out = io.StringIO()
     edu_qa.print_scoreboard(Console(file=out, width=80), data, tmp_path)
     text = out.getvalue()
-    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
     lines = text.splitlines()
+    assert "…" not in text and max(len(line) for line in lines) <= 80
     # each measure is one row whose cells hold whole values
     assert any("accuracy" in ln and ln.count("0.25 → 0.50") == 2 for ln in lines)
     assert any("cost" in ln and "$0.02 (estimated)" in ln for ln in lines)
