@@ -440,7 +440,8 @@ def main(argv=None):
     data, train, dev, test, env = prepare_data(cfg, console)
 
     edu_qa.step(console, 2, "Data format preparation")
-    tok = edu_qa.load_tokenizer(cfg.model) if model_is_local(cfg.model) else None
+    # a model not on this machine is downloaded only with --execute (offline: a clear error)
+    tok = edu_qa.load_tokenizer(cfg.model) if cfg.execute or model_is_local(cfg.model) else None
     if tok is None:
         console.print(f"the tokenizer of {cfg.model!r} is not on this machine; "
                       "with --execute it is downloaded and the example printed here")

@@ -81,6 +81,20 @@ def test_guard_unknown_hub_model_opens_no_socket(tmp_path, no_network, capsys):
     assert no_network == []
 
 
+def test_execute_with_a_model_not_on_this_machine_downloads_it_instead_of_planning(
+        tmp_path, capsys, monkeypatch):
+    """--execute goes ahead: it asks the hub (offline here: a clear error, exit 2), it does not
+    print the plan again and tell the user to add the --execute they already gave."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = edu_qa.run(lora.main, ["--model", "someone/not-in-the-cache-1B", "--execute",
+                                  "--results-dir", str(tmp_path / "results")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "cannot load the tokenizer of --model 'someone/not-in-the-cache-1B'" in captured.err
+    assert "Plan only" not in captured.out and "Traceback" not in captured.err
+    assert not (tmp_path / "results").exists()
+
+
 def test_embedded_model_short_training_and_answers(tmp_path):
     """The real thing, small: 8 examples, 1 epoch, then before/after on the test split."""
     proc = subprocess.run(
