@@ -393,6 +393,20 @@ def load_local_model(name: str, dtype=None, **kwargs):
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     source, extra = model_source(name)
+    if extra.get("gguf_file") and "quantization_config" in kwargs:
+        # transformers cannot quantize (bitsandbytes 4-bit) while it reads a GGUF file, so the
+        # GGUF weights are dequantized, written to a temporary folder and quantized from there
+        import tempfile
+        model, tok = load_local_model(name, dtype=dtype)
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as folder:
+            model.save_pretrained(folder)
+            name_or_path = model.name_or_path
+            del model  # free the float copy before the 4-bit one is built
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
+        # the saved adapter's config names this as its base: the real model, not the folder
+        model.name_or_path = model.config._name_or_path = name_or_path
+        model.generation_config.pad_token_id = tok.pad_token_id
+        return model, tok
     tok = load_tokenizer(name)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra, **kwargs)

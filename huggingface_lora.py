@@ -5,6 +5,7 @@ a small adapter on its weights (transformers + peft).
     python huggingface_lora.py --train-size 20      # how much data does LoRA need?
     python huggingface_lora.py --model HuggingFaceTB/SmolLM2-1.7B-Instruct   # prints the plan only
     python huggingface_lora.py --model HuggingFaceTB/SmolLM2-1.7B-Instruct --execute  # QLoRA on GPU
+    python huggingface_lora.py --quantization 4bit --execute   # QLoRA on this CPU: less memory
     accelerate launch --num_processes 2 huggingface_lora.py --execute   # data-parallel, 2 GPUs
 
 What changes: the model's WEIGHTS, locally. The base model is frozen; LoRA adds small low-rank
@@ -76,7 +77,8 @@ class Config:
         "help": "auto = bf16 where the hardware multiplies bf16 natively, else fp32"})
     quantization: str = field(default="auto", metadata={
         "choices": ["auto", "4bit", "none"],
-        "help": "auto = QLoRA (4-bit NF4) on CUDA, full weights elsewhere"})
+        "help": "auto = QLoRA (4-bit NF4) on CUDA, full weights elsewhere; 4bit also runs "
+                "on a CPU (bitsandbytes), in less memory but slower"})
     resume: bool = field(default=False, metadata={
         "help": "continue from the last checkpoint in output_dir after an interruption"})
     merge: bool = field(default=False, metadata={
@@ -200,7 +202,7 @@ def configure_model(cfg: Config, env: dict, train_ds, console):
         reasons.append(f"{shape['params'] / 1e6:,.0f}M parameters is over the "
                        f"{FREE_MAX_PARAMS / 1e6:.0f}M free limit")
     if env["quantization"] == "4bit" and not cfg.execute:
-        reasons.append("4-bit loading (QLoRA) is for a GPU")
+        reasons.append("4-bit loading (QLoRA, bitsandbytes)")
     console.print(f"model: {describe_model(cfg.model)}")
     console.print(f"LoRA: r={cfg.lora_r}, alpha={cfg.lora_alpha}, dropout={cfg.lora_dropout}, "
                   f"targets={cfg.target_modules}")
@@ -288,34 +290,44 @@ def print_plan(cfg: Config, reasons: list[str], console) -> None:
 
 
 def load_model(cfg: Config, env: dict, lora_config, console):
-    """The base model (4-bit on CUDA: QLoRA) wrapped with LoRA adapters."""
+    """The base model (4-bit with --quantization 4bit, the default on CUDA: QLoRA) wrapped with
+    LoRA adapters."""
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
-    kwargs = {}
-    if env["quantization"] == "4bit":
-        from transformers import BitsAndBytesConfig
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError:
-            raise edu_qa.UserError("4-bit QLoRA needs bitsandbytes: pip install "
-                                   "bitsandbytes==0.50.2 (or --quantization none)") from None
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",             # NF4 suits normally distributed weights
-            bnb_4bit_use_double_quant=True,        # also quantize the scales: ~0.4 bit/param
-            bnb_4bit_compute_dtype=torch.bfloat16 if env["precision"] == "bf16"
-            else torch.float16)
     start = time.perf_counter()
-    model, tok = edu_qa.load_local_model(cfg.model, dtype=torch.float32, **kwargs)
+    model, tok = edu_qa.load_local_model(cfg.model, dtype=torch.float32, **quantization(env))
     if env["device"] != "cpu" and env["quantization"] != "4bit":
         model.to(env["device"])
     if env["quantization"] == "4bit":
-        model = prepare_model_for_kbit_training(model)
+        # casts norms to fp32 and turns on gradient checkpointing: QLoRA's memory recipe
+        model = prepare_model_for_kbit_training(
+            model, gradient_checkpointing_kwargs={"use_reentrant": False})
     model = get_peft_model(model, lora_config)
     trainable, total = model.get_nb_trainable_parameters()
     console.print(f"loaded in {time.perf_counter() - start:.1f} s | trainable parameters: "
                   f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
     return model, tok, trainable, total
+
+
+def quantization(env: dict) -> dict:
+    """from_pretrained arguments for the base weights: none, or 4-bit NF4 (bitsandbytes)."""
+    if env["quantization"] != "4bit":
+        return {}
+    import torch
+    from transformers import BitsAndBytesConfig
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise edu_qa.UserError("4-bit QLoRA needs bitsandbytes: pip install "
+                               "bitsandbytes==0.50.2 (or --quantization none)") from None
+    return {"quantization_config": BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",             # NF4 suits normally distributed weights
+        bnb_4bit_use_double_quant=True,        # also quantize the scales: ~0.4 bit/param
+        # the dtype the 4-bit weights are unpacked to for each matmul: bf16 where native,
+        # fp16 on older GPUs, fp32 on a CPU without bf16 (fp16 is emulated there too)
+        bnb_4bit_compute_dtype=torch.bfloat16 if env["precision"] == "bf16"
+        else torch.float16 if env["device"] == "cuda" else torch.float32)}
 
 
 # %% Step 4. Fine-tuning / optimization
@@ -390,11 +402,13 @@ def infer(cfg: Config, model, tok, test, console):
                           "per_question": seconds / (2 * len(test))}
 
 
-def verify_reload(cfg: Config, adapter_dir: Path, rows: list[dict], console) -> dict:
-    """Load the saved adapter into a FRESH base model (as a user would) and check that it gives
-    the same answers as the model we just trained."""
+def verify_reload(cfg: Config, env: dict, adapter_dir: Path, rows: list[dict],
+                  console) -> dict:
+    """Load the saved adapter into a FRESH base model (as a user would: 4-bit again after
+    QLoRA) and check that it gives the same answers as the model we just trained."""
+    import torch
     from peft import PeftModel
-    base, tok = edu_qa.load_local_model(cfg.model)
+    base, tok = edu_qa.load_local_model(cfg.model, dtype=torch.float32, **quantization(env))
     reloaded = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
     check = rows[:3]
     answers, _ = edu_qa.generate(reloaded, tok, [edu_qa.chat_messages(r["question"])
@@ -431,7 +445,7 @@ def main(argv=None):
     # Two library warnings that say nothing about this run: the embedded model's folder has no
     # config.json (it is a GGUF file), and a deprecation inside transformers itself.
     warnings.filterwarnings("ignore", message="Could not find a config file")
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated")
     console = edu_qa.console()
     edu_qa.print_config(console, cfg)
     start = time.perf_counter()
@@ -463,7 +477,7 @@ def main(argv=None):
 
     edu_qa.step(console, 5, "Inference and demonstration")
     scores, rows, inference = infer(cfg, model, tok, test, console)
-    reload = verify_reload(cfg, trained["adapter_dir"], rows, console) \
+    reload = verify_reload(cfg, env, trained["adapter_dir"], rows, console) \
         if cfg.verify_reload else None
     merged = merge(cfg, env, trained["adapter_dir"], console) if cfg.merge else None
 

@@ -1,13 +1,14 @@
 """Measure every performance target on this machine and print a markdown table.
 
-    python benchmarks/run.py            # the quick figures (5 min on 2 CPU cores)
-    python benchmarks/run.py --full     # + each script's default run, cold and warm (13 min)
+    python benchmarks/run.py            # the quick figures (about 9 min on 2 CPU cores)
+    python benchmarks/run.py --full     # + each script's default run, cold and warm (22 min)
 
 Figures, each against its target from the issues:
   - `--help` and dry-run wall time of each script (median of --repeat runs)
   - the machine's measured matmul peak, fp32 and bf16 (GFLOP/s)
   - LoRA training tokens/s: the script's Trainer recipe vs a plain fp32 PEFT loop that pads every
-    batch to a fixed length, on the same model and data, and as a fraction of the matmul peak
+    batch to a fixed length, on the same model and data, and as a fraction of the matmul peak;
+    the same recipe on a 4-bit NF4 base (QLoRA), tokens/s and base weight memory
   - local generation tokens/s: one question at a time vs batched (and whether answers match)
   - DSPy's few-shot prompts: plain left padding vs the shared demo prefix computed once
   - with --full: each default run, cold and warm, wall time and peak resident memory
@@ -109,8 +110,20 @@ def training_throughput(steps: int) -> dict:
     plain_tps = real_tokens / (time.perf_counter() - start)
     # a LoRA step costs about 4 FLOPs per frozen weight per token: forward 2, input-grad 2
     flops_per_token = 4 * shape["params"]
+    fp32_bytes = base.get_memory_footprint()
+    del model, base, plain
+
+    # the same recipe on a 4-bit NF4 base (QLoRA, bitsandbytes), here on the CPU
+    cfg = lora.Config(output_dir=str(ROOT / "outputs" / "benchmark-4bit"), epochs=1,
+                      train_size=steps * 8, verify_reload=False, quantization="4bit",
+                      execute=True)
+    env = dict(env, quantization="4bit")
+    model, tok, _, _ = lora.load_model(cfg, env, lora_config, console)
+    _, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
     return {"recipe_tps": recipe, "plain_tps": plain_tps, "flops_per_token": flops_per_token,
-            "precision": env["precision"]}
+            "precision": env["precision"], "device": env["device"],
+            "qlora_tps": trained["tokens"] / trained["seconds"], "fp32_bytes": fp32_bytes,
+            "nf4_bytes": model.get_base_model().get_memory_footprint()}
 
 
 def generation_speed() -> dict:
@@ -220,6 +233,7 @@ def main(argv=None):
                          else "≤ 10 s"))
         rows.append(("all three default runs, cold", f"{total / 60:.1f} min", "≤ 8 min"))
 
+    m = edu_qa.machine()
     fp32, bf16 = matmul_peak("float32"), matmul_peak("bfloat16", n=512, reps=2)
     rows.append(("matmul peak, 2048² fp32 (measured)", f"{fp32 / 1e9:.0f} GFLOP/s", "–"))
     rows.append(("matmul peak, 512² bf16 (measured)", f"{bf16 / 1e9:.1f} GFLOP/s", "–"))
@@ -235,6 +249,12 @@ def main(argv=None):
                  "≥ 2x"))
     rows.append(("LoRA training as a fraction of the matmul peak (4 x params FLOPs/token)",
                  f"{100 * mfu:.0f}%", "≥ 35% (stretch 50%)"))
+    plain_mfu = t["plain_tps"] * t["flops_per_token"] / fp32
+    rows.append(("plain loop as a fraction of the fp32 peak (2x the plain loop would need)",
+                 f"{100 * plain_mfu:.0f}% ({200 * plain_mfu:.0f}%)", "–"))
+    rows.append((f"QLoRA: the recipe on a 4-bit NF4 base (bitsandbytes, {t['device']})",
+                 f"{t['qlora_tps']:.0f} tokens/s; base weights {t['fp32_bytes'] / 2**20:.0f} "
+                 f"MiB fp32 → {t['nf4_bytes'] / 2**20:.0f} MiB", "–"))
 
     g = generation_speed()
     rows.append(("generation, one question at a time", f"{g['one_tps']:.1f} tokens/s", "–"))
@@ -260,7 +280,6 @@ def main(argv=None):
                          f"accuracy {before['accuracy']:.2f} → {after['accuracy']:.2f}, "
                          f"F1 {before['f1']:.2f} → {after['f1']:.2f}{extra}",
                          "F1 +0.20"))
-    m = edu_qa.machine()
     text = (f"Benchmark on {m['cpu']}, {m['cores']} cores, {m['gpu'] or 'no GPU'}, "
             f"{time.strftime('%Y-%m-%d')} (`python benchmarks/run.py"
             f"{' --full' if args.full else ''}`)\n\n" + table(rows) + "\n")

@@ -173,3 +173,54 @@ def test_merge_writes_a_standalone_model_with_the_same_outputs(tmp_path, tiny_mo
     batch = tok(["<|im_start|>user\nWhat is DNA?<|im_end|>"], return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(model(**batch).logits, merged(**batch).logits, atol=1e-4)
+
+
+def test_qlora_trains_a_4bit_base_reloads_it_identically_and_merges_in_bf16(tmp_path,
+                                                                            tiny_model):
+    """QLoRA for real: bitsandbytes holds the base in 4-bit NF4 (its CPU backend here; the same
+    code runs on CUDA), only the adapter trains, the saved adapter on a fresh 4-bit base gives
+    the same logits, and --merge reloads the base in bf16 instead of merging into 4-bit."""
+    import bitsandbytes as bnb
+    import torch
+    from peft import PeftModel
+    cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(
+        tiny_model, tmp_path / "out", epochs=4, quantization="4bit", execute=True)
+    up = model.get_base_model().model.layers[0].mlp.up_proj.base_layer
+    assert isinstance(up, bnb.nn.Linear4bit)
+    assert up.weight.quant_state.quant_type == "nf4" and up.weight.quant_state.nested
+    trainer, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
+    losses = [r["loss"] for r in trained["log"] if "loss" in r]
+    assert losses[-1] < losses[0], losses
+
+    base, _ = edu_qa.load_local_model(cfg.model, dtype=torch.float32, **lora.quantization(env))
+    reloaded = PeftModel.from_pretrained(base, str(trained["adapter_dir"])).eval()
+    model.eval()
+    batch = tok(["<|im_start|>user\nWhat is DNA?<|im_end|>"], return_tensors="pt")
+    with torch.no_grad():
+        tuned = model(**batch).logits
+        assert torch.equal(tuned, reloaded(**batch).logits)
+    merged_dir = lora.merge(cfg, env, trained["adapter_dir"], console)
+    config = json.loads((merged_dir / "config.json").read_text())
+    assert "quantization_config" not in config and config["dtype"] == "bfloat16"
+
+
+def test_guard_4bit_without_execute_prints_the_plan(tmp_path, tiny_model, capsys):
+    code = edu_qa.run(lora.main, ["--model", str(tiny_model), "--quantization", "4bit",
+                                  "--output-dir", str(tmp_path / "out"),
+                                  "--results-dir", str(tmp_path / "results")])
+    assert code == 0
+    assert "needs --execute: 4-bit loading (QLoRA, bitsandbytes)" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+def test_embedded_gguf_model_loads_in_4bit(embedded_tokenizer):
+    """transformers cannot quantize while reading GGUF; edu_qa goes through a temporary folder."""
+    import bitsandbytes as bnb
+    import torch
+    env = {"quantization": "4bit", "precision": "fp32", "device": "cpu"}
+    model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, dtype=torch.float32,
+                                         **lora.quantization(env))
+    assert isinstance(model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
+    assert model.name_or_path == str(edu_qa.embedded_model_dir())  # not the temporary folder
+    answers, _ = edu_qa.generate(model, tok, [edu_qa.chat_messages("What is 2 + 2?")], 12)
+    assert "4" in answers[0] or "four" in answers[0].lower(), answers
