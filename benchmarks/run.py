@@ -233,7 +233,6 @@ def main(argv=None):
                          else "≤ 10 s"))
         rows.append(("all three default runs, cold", f"{total / 60:.1f} min", "≤ 8 min"))
 
-    m = edu_qa.machine()
     fp32, bf16 = matmul_peak("float32"), matmul_peak("bfloat16", n=512, reps=2)
     rows.append(("matmul peak, 2048² fp32 (measured)", f"{fp32 / 1e9:.0f} GFLOP/s", "–"))
     rows.append(("matmul peak, 512² bf16 (measured)", f"{bf16 / 1e9:.1f} GFLOP/s", "–"))
@@ -280,6 +279,7 @@ def main(argv=None):
                          f"accuracy {before['accuracy']:.2f} → {after['accuracy']:.2f}, "
                          f"F1 {before['f1']:.2f} → {after['f1']:.2f}{extra}",
                          "F1 +0.20"))
+    m = edu_qa.machine()
     text = (f"Benchmark on {m['cpu']}, {m['cores']} cores, {m['gpu'] or 'no GPU'}, "
             f"{time.strftime('%Y-%m-%d')} (`python benchmarks/run.py"
             f"{' --full' if args.full else ''}`)\n\n" + table(rows) + "\n")
