@@ -184,15 +184,7 @@ def tokenize_example(tok, prompt: str, full: str, max_length: int) -> dict:
 # %% Step 3. Model configuration
 def configure_model(cfg: Config, env: dict, train_ds, console):
     """LoraConfig, the size of the model, an estimate of memory and time, and the guard."""
-    from peft import LoraConfig
-    lora_config = LoraConfig(
-        r=cfg.lora_r,                      # rank: size of the low-rank update matrices
-        lora_alpha=cfg.lora_alpha,         # the update is scaled by alpha / r
-        lora_dropout=cfg.lora_dropout,     # regularizes the adapter on little data
-        target_modules=cfg.target_modules if cfg.target_modules == "all-linear"
-        else cfg.target_modules.split(","),
-        task_type="CAUSAL_LM",             # tells peft how to wrap the model
-    )
+    lora_config = make_lora_config(cfg)
     shape = model_shape(cfg.model)  # from the config alone: no weights are loaded here
     plan = estimate(cfg, env, shape, train_ds)
     reasons = []
@@ -209,6 +201,18 @@ def configure_model(cfg: Config, env: dict, train_ds, console):
     for line in plan["lines"]:
         console.print(line)
     return lora_config, shape, plan, reasons
+
+
+def make_lora_config(cfg: Config):
+    from peft import LoraConfig
+    return LoraConfig(
+        r=cfg.lora_r,                      # rank: size of the low-rank update matrices
+        lora_alpha=cfg.lora_alpha,         # the update is scaled by alpha / r
+        lora_dropout=cfg.lora_dropout,     # regularizes the adapter on little data
+        target_modules=cfg.target_modules if cfg.target_modules == "all-linear"
+        else cfg.target_modules.split(","),
+        task_type="CAUSAL_LM",             # tells peft how to wrap the model
+    )
 
 
 def describe_model(name: str) -> str:
@@ -293,20 +297,25 @@ def load_model(cfg: Config, env: dict, lora_config, console):
     """The base model (4-bit with --quantization 4bit, the default on CUDA: QLoRA) wrapped with
     LoRA adapters."""
     import torch
-    from peft import get_peft_model, prepare_model_for_kbit_training
     start = time.perf_counter()
     model, tok = edu_qa.load_local_model(cfg.model, dtype=torch.float32, **quantization(env))
-    if env["device"] != "cpu" and env["quantization"] != "4bit":
-        model.to(env["device"])
-    if env["quantization"] == "4bit":
-        # casts norms to fp32 and turns on gradient checkpointing: QLoRA's memory recipe
-        model = prepare_model_for_kbit_training(
-            model, gradient_checkpointing_kwargs={"use_reentrant": False})
-    model = get_peft_model(model, lora_config)
+    model = add_adapters(model, env, lora_config)
     trainable, total = model.get_nb_trainable_parameters()
     console.print(f"loaded in {time.perf_counter() - start:.1f} s | trainable parameters: "
                   f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
     return model, tok, trainable, total
+
+
+def add_adapters(model, env: dict, lora_config):
+    """The loaded base on its device, prepared for 4-bit training if quantized, with LoRA."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    if env["device"] != "cpu" and env["quantization"] != "4bit":
+        model.to(env["device"])  # a 4-bit model is already placed by bitsandbytes
+    if env["quantization"] == "4bit":
+        # casts norms to fp32 and turns on gradient checkpointing: QLoRA's memory recipe
+        model = prepare_model_for_kbit_training(
+            model, gradient_checkpointing_kwargs={"use_reentrant": False})
+    return get_peft_model(model, lora_config)
 
 
 def quantization(env: dict) -> dict:

@@ -224,3 +224,19 @@ def test_embedded_gguf_model_loads_in_4bit(embedded_tokenizer):
     assert model.name_or_path == str(edu_qa.embedded_model_dir())  # not the temporary folder
     answers, _ = edu_qa.generate(model, tok, [edu_qa.chat_messages("What is 2 + 2?")], 12)
     assert "4" in answers[0] or "four" in answers[0].lower(), answers
+
+
+def test_qlora_benchmark_runs_the_scripts_recipe_on_a_model_shape(tmp_path):
+    """benchmarks/qlora.py is what a session with a GPU runs; here its tiny shape on the CPU
+    checks the path end to end: 4-bit base, the script's LoRA, Trainer, the figures."""
+    out = tmp_path / "qlora.md"
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/qlora.py", "--shape", "tiny", "--steps", "2",
+         "--batch-size", "2", "--seq-len", "32", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = out.read_text()
+    assert "QLoRA 4-bit NF4 base, LoRA r=16 all-linear" in table
+    tokens_per_s = float(table.split("| training | ")[1].split(" tokens/s")[0].replace(",", ""))
+    assert tokens_per_s > 0
+    assert "| MFU (4 x linear weights FLOPs/token) |" in table

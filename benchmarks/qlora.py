@@ -1,0 +1,147 @@
+"""QLoRA training speed and memory for a model of a real shape, with random weights: nothing to
+download, no tokenizer. On CUDA when a GPU is present, else on the CPU.
+
+    python benchmarks/qlora.py                          # ~1.1B llama (TinyLlama's shape)
+    python benchmarks/qlora.py --shape tiny --steps 2   # seconds on a CPU: checks the path
+
+The recipe is huggingface_lora.py's own: its LoRA defaults (r=16, all-linear), the base in
+4-bit NF4 with double quantization (huggingface_lora.quantization), prepare_model_for_kbit_training
+and transformers' Trainer. The weights are random, so the loss means nothing; tokens/s, memory
+and MFU are those of the shape. MFU counts 4 FLOPs per weight of every linear layer per token
+(forward 2, input gradient 2; gradient checkpointing's recomputed forward is not counted) against
+a measured large matmul in the compute dtype. Prints a markdown table; --out also saves it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import edu_qa  # noqa: E402
+
+SHAPES = {
+    # TinyLlama-1.1B: a real llama shape, small enough for one GPU in minutes
+    "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+               num_attention_heads=32, num_key_value_heads=4, vocab_size=32000),
+    # a few MB: the same code path on a CPU, for the tests
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=4, vocab_size=1000),
+}
+
+
+def matmul_peak(device: str, dtype) -> float:
+    """FLOP/s of a large square matmul on the device, in the dtype it computes in."""
+    import torch
+    n = 8192 if device == "cuda" else 1024
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    a @ b
+    reps = 20 if device == "cuda" else 3
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n ** 3 * reps / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="1b")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps, after 2 warm-up")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--quantization", choices=["4bit", "none"], default="4bit")
+    parser.add_argument("--out", help="also write the table to this file")
+    args = parser.parse_args(argv)
+
+    import warnings
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated")
+    import torch
+    import transformers
+    from datasets import Dataset
+    from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Trainer,
+                              TrainerCallback, TrainingArguments, default_data_collator)
+
+    import huggingface_lora as lora
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bf16 = torch.cuda.is_bf16_supported() if device == "cuda" else lora.cpu_has_native_bf16()
+    env = {"device": device, "precision": "bf16" if bf16 else "fp32",
+           "quantization": args.quantization}
+    cfg = lora.Config()  # the script's LoRA defaults
+    config = LlamaConfig(**SHAPES[args.shape], max_position_embeddings=max(2048, args.seq_len))
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as folder:
+        base = LlamaForCausalLM(config)
+        linear = sum(m.weight.numel() for m in base.modules() if isinstance(m, torch.nn.Linear))
+        params = sum(p.numel() for p in base.parameters())
+        base.save_pretrained(folder)
+        del base
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                     **lora.quantization(env))
+        model = lora.add_adapters(model, env, lora.make_lora_config(cfg))
+        weights = model.get_base_model().get_memory_footprint()
+
+        n = (args.steps + 2) * args.batch_size
+        ids = torch.randint(0, config.vocab_size, (n, args.seq_len)).tolist()
+        data = Dataset.from_dict({"input_ids": ids, "labels": ids})
+        times = []
+
+        class Clock(TrainerCallback):
+            def on_step_end(self, *_, **__):
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter())
+
+        trainer = Trainer(
+            model=model, train_dataset=data, data_collator=default_data_collator,
+            callbacks=[Clock()],
+            args=TrainingArguments(
+                output_dir=str(Path(folder) / "out"), per_device_train_batch_size=args.batch_size,
+                max_steps=args.steps + 2, learning_rate=cfg.learning_rate, save_strategy="no",
+                logging_steps=args.steps + 2, bf16=bf16, use_cpu=device == "cpu",
+                report_to="none", disable_tqdm=True))
+        trainer.train()
+
+    tokens_per_s = args.steps * args.batch_size * args.seq_len / (times[-1] - times[1])
+    peak = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32)
+    mfu = tokens_per_s * 4 * linear / peak
+    memory = (torch.cuda.max_memory_allocated() if device == "cuda"
+              else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    where = torch.cuda.get_device_name(0) if device == "cuda" else edu_qa.machine()["cpu"]
+    rows = [
+        ("model", f"llama '{args.shape}' shape, random weights, {params:,} parameters"),
+        ("recipe", f"{'QLoRA 4-bit NF4' if args.quantization == '4bit' else 'LoRA'} base, "
+                   f"LoRA r={cfg.lora_r} {cfg.target_modules}, compute {env['precision']}, "
+                   f"batch {args.batch_size} x {args.seq_len} tokens"),
+        ("base weights in memory", f"{weights / 2**20:,.0f} MiB"),
+        ("training", f"{tokens_per_s:,.0f} tokens/s (mean of {args.steps} steps after 2 "
+                     "warm-up)"),
+        (f"peak {'GPU' if device == 'cuda' else 'resident'} memory", f"{memory / 2**20:,.0f} MiB"),
+        (f"matmul peak, {env['precision']} (measured)", f"{peak / 1e9:,.0f} GFLOP/s"),
+        ("MFU (4 x linear weights FLOPs/token)", f"{100 * mfu:.1f}%"),
+    ]
+    text = (f"QLoRA benchmark on {where}, {time.strftime('%Y-%m-%d')} (`python "
+            f"benchmarks/qlora.py {' '.join(argv if argv is not None else sys.argv[1:])}`)\n\n"
+            "| figure | measured |\n|---|---|\n"
+            + "".join(f"| {a} | {b} |\n" for a, b in rows))
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(edu_qa.run(main))
