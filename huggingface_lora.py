@@ -204,6 +204,7 @@ def configure_model(cfg: Config, env: dict, train_ds, console):
 
 
 def make_lora_config(cfg: Config):
+    """Which small matrices LoRA adds beside the frozen weights, and how big they are."""
     from peft import LoraConfig
     return LoraConfig(
         r=cfg.lora_r,                      # rank: size of the low-rank update matrices
