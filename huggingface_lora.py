@@ -278,6 +278,8 @@ def measure_matmul_flops(device: str, precision: str) -> float | None:
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
     a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()  # the warm-up product must not run into the timed ones
     reps, start = 5, time.perf_counter()
     for _ in range(reps):
         a @ b

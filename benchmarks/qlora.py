@@ -36,24 +36,6 @@ SHAPES = {
 }
 
 
-def matmul_peak(device: str, dtype) -> float:
-    """FLOP/s of a large square matmul on the device, in the dtype it computes in."""
-    import torch
-    n = 8192 if device == "cuda" else 1024
-    a = torch.randn(n, n, dtype=dtype, device=device)
-    b = torch.randn(n, n, dtype=dtype, device=device)
-    a @ b
-    reps = 20 if device == "cuda" else 3
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return 2 * n ** 3 * reps / (time.perf_counter() - start)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="1b")
@@ -116,7 +98,7 @@ def main(argv=None):
         trainer.train()
 
     tokens_per_s = args.steps * args.batch_size * args.seq_len / (times[-1] - times[1])
-    peak = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32)
+    peak = lora.measure_matmul_flops(device, env["precision"])
     mfu = tokens_per_s * 4 * linear / peak
     memory = (torch.cuda.max_memory_allocated() if device == "cuda"
               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
