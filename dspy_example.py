@@ -91,8 +91,9 @@ class Config:
         "help": "demo sets tried by random-search (each costs one dev evaluation)"})
     max_new_tokens: int = field(default=64, metadata={
         "help": "answer cap; the stop marker usually ends generation well before it"})
-    threads: int = field(default=16, metadata={
-        "help": "parallel LM calls; the local engine batches them into one generate()"})
+    threads: int = field(default=24, metadata={
+        "help": "parallel LM calls; the local engine batches them into one generate(), so 24 "
+                "answers a whole dev or test split in one batch"})
     price_in: float = field(default=None, metadata={
         "type": float, "help": "USD per 1M input tokens, overriding the dated table"})
     price_out: float = field(default=None, metadata={

