@@ -367,8 +367,8 @@ def embedded_model_folder() -> Path:
     """The embedded GGUF file converted, once, into an ordinary transformers folder.
 
     transformers reads a GGUF file slowly: it parses the 49k-token vocabulary and dequantizes
-    every tensor in Python, ~35 s for the model and ~10 s more for each tokenizer or config it
-    reads from the file. So the first use converts it (the same float32 weights, tokenizer and
+    every tensor in Python, ~35 s for model and tokenizer, and 5 to 11 s for a config or a
+    tokenizer read alone, every time. So the first use converts it (the same float32 weights, tokenizer and
     chat template) into outputs/embedded_model/ (or $EDU_QA_MODEL_CACHE), and every later load
     reads that folder in under a second. Deleting it frees ~520 MB; the next run converts again."""
     import importlib.metadata
