@@ -403,11 +403,15 @@ def embedded_model_folder() -> Path:
     model.config._is_quantized = False
     EMBEDDED_CACHE.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=".converting-", dir=EMBEDDED_CACHE))
-    model.save_pretrained(partial)
-    tok.save_pretrained(partial)
     try:
+        model.save_pretrained(partial)
+        tok.save_pretrained(partial)
         partial.rename(folder)
-    except OSError:  # another process converted it first: use that one
+    except OSError:
+        if not folder.is_dir():
+            raise
+        # another process converted it first: use that one
+    finally:  # also after Ctrl-C: no half-written folder is left behind
         shutil.rmtree(partial, ignore_errors=True)
     return folder
 
