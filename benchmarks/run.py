@@ -9,7 +9,8 @@ Figures, each against its target from the issues:
   - LoRA training tokens/s: the script's Trainer recipe vs a plain fp32 PEFT loop that pads every
     batch to a fixed length, on the same model and data, and as a fraction of the matmul peak;
     the same recipe on a 4-bit NF4 base (QLoRA), tokens/s and base weight memory
-  - local generation tokens/s: one question at a time vs batched (and whether answers match)
+  - local generation tokens/s: one question at a time vs batched (and whether answers match),
+    and the tuned model batched, its adapter active (as the script evaluates) vs merged
   - DSPy's few-shot prompts: plain left padding vs the shared demo prefix computed once
   - with --full: the embedded model's one-time conversion from GGUF, then each default run,
     cold and warm, wall time and peak resident memory
@@ -84,7 +85,7 @@ def training_throughput(steps: int) -> dict:
     lora_config, shape, _, _ = lora.configure_model(cfg, env, train_ds, console)
     model, tok, _, _ = lora.load_model(cfg, env, lora_config, console)
     _, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
-    recipe = trained["tokens"] / trained["seconds"]
+    recipe, adapter_dir = trained["tokens"] / trained["seconds"], trained["adapter_dir"]
 
     # the plain loop: what a first attempt looks like; counted tokens are the real ones
     base, tok = edu_qa.load_local_model(cfg.model, dtype=torch.float32)
@@ -124,25 +125,37 @@ def training_throughput(steps: int) -> dict:
     return {"recipe_tps": recipe, "plain_tps": plain_tps, "flops_per_token": flops_per_token,
             "precision": env["precision"], "device": env["device"],
             "qlora_tps": trained["tokens"] / trained["seconds"], "fp32_bytes": fp32_bytes,
+            "adapter_dir": str(adapter_dir),
             "nf4_bytes": model.get_base_model().get_memory_footprint()}
 
 
-def generation_speed() -> dict:
-    """The LoRA script's evaluation: the test split, one at a time vs its own batch size."""
+def generation_speed(adapter_dir: str) -> dict:
+    """The LoRA script's evaluation: the test split on the base model, one at a time vs its own
+    batch size; then the tuned model (the adapter trained above) batched, with the adapter
+    active beside the frozen weights as in step 5, and merged into them."""
+    from peft import PeftModel
+
     import huggingface_lora as lora
     batch_size = lora.Config().eval_batch_size
     model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)
     test = edu_qa.load_qa().split("test")
     conversations = [edu_qa.chat_messages(ex.question) for ex in test]
-    out = {}
-    for name, batch in (("one_at_a_time", 1), ("batched", batch_size)):
+
+    def timed(m, batch):
         start = time.perf_counter()
-        answers, tokens = edu_qa.generate(model, tok, conversations, 48, batch_size=batch)
-        seconds = time.perf_counter() - start
-        out[name] = {"answers": answers, "tps": tokens / seconds, "seconds": seconds}
-    same = sum(a == b for a, b in zip(out["one_at_a_time"]["answers"], out["batched"]["answers"]))
-    return {"one_tps": out["one_at_a_time"]["tps"], "batched_tps": out["batched"]["tps"],
-            "same": same, "n": len(test), "batch_size": batch_size}
+        answers, tokens = edu_qa.generate(m, tok, conversations, 48, batch_size=batch)
+        return {"answers": answers, "tps": tokens / (time.perf_counter() - start)}
+
+    one, batched = timed(model, 1), timed(model, batch_size)
+    tuned = PeftModel.from_pretrained(model, adapter_dir).eval()
+    active = timed(tuned, batch_size)
+    merged = timed(tuned.merge_and_unload(), batch_size)
+
+    def same(a, b):
+        return sum(x == y for x, y in zip(a["answers"], b["answers"]))
+    return {"one_tps": one["tps"], "batched_tps": batched["tps"], "same": same(one, batched),
+            "active_tps": active["tps"], "merged_tps": merged["tps"],
+            "merged_same": same(active, merged), "n": len(test), "batch_size": batch_size}
 
 
 def prefix_sharing_speed() -> dict:
@@ -267,12 +280,16 @@ def main(argv=None):
                  f"{t['qlora_tps']:.0f} tokens/s; base weights {t['fp32_bytes'] / 2**20:.0f} "
                  f"MiB fp32 → {t['nf4_bytes'] / 2**20:.0f} MiB", "–"))
 
-    g = generation_speed()
+    g = generation_speed(t["adapter_dir"])
     rows.append(("generation, one question at a time", f"{g['one_tps']:.1f} tokens/s", "–"))
     rows.append((f"generation, batched {g['batch_size']}",
                  f"{g['batched_tps']:.1f} tokens/s "
                  f"({g['batched_tps'] / g['one_tps']:.1f}x), same answers {g['same']}/{g['n']}",
                  "≥ 3x, same answers"))
+    rows.append((f"generation, tuned, batched {g['batch_size']} (the adapter trained above): "
+                 "adapter active (as in step 5) / merged into the weights",
+                 f"{g['active_tps']:.1f} / {g['merged_tps']:.1f} tokens/s, same answers "
+                 f"{g['merged_same']}/{g['n']}", "–"))
 
     p = prefix_sharing_speed()
     rows.append((f"DSPy few-shot evaluation ({p['n']} prompts, 4 demos each, one batch): "
