@@ -368,9 +368,10 @@ def embedded_model_folder() -> Path:
 
     transformers reads a GGUF file slowly: it parses the 49k-token vocabulary and dequantizes
     every tensor in Python, ~35 s for model and tokenizer, and 5 to 11 s for a config or a
-    tokenizer read alone, every time. So the first use converts it (the same float32 weights, tokenizer and
-    chat template) into outputs/embedded_model/ (or $EDU_QA_MODEL_CACHE), and every later load
-    reads that folder in under a second. Deleting it frees ~520 MB; the next run converts again."""
+    tokenizer read alone, every time. So the first use converts it (the same float32 weights,
+    tokenizer and chat template) into outputs/embedded_model/ (or $EDU_QA_MODEL_CACHE), and
+    every later load reads that folder in under a second. Deleting it frees ~520 MB; the next
+    run converts again."""
     import importlib.metadata
     import transformers
     gguf_dir = embedded_model_dir()

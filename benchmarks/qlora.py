@@ -49,13 +49,11 @@ def main(argv=None):
     import warnings
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated")
     import torch
-    import transformers
     from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Trainer,
                               TrainerCallback, TrainingArguments, default_data_collator)
 
     import huggingface_lora as lora
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    edu_qa.quiet_transformers()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bf16 = torch.cuda.is_bf16_supported() if device == "cuda" else lora.cpu_has_native_bf16()
     env = {"device": device, "precision": "bf16" if bf16 else "fp32",
