@@ -267,19 +267,20 @@ def estimate(cfg: Config, env: dict, shape: dict | None, train_ds) -> dict:
     return {"lines": lines, "seconds": seconds, "memory_bytes": memory, "lora_params": lora}
 
 
-def measure_matmul_flops(device: str, precision: str) -> float | None:
-    """FLOP/s of a large matrix multiply on this device (~0.3 s)."""
+def measure_matmul_flops(device: str, precision: str, n: int | None = None,
+                         reps: int = 5) -> float | None:
+    """FLOP/s of a large n x n matrix multiply on this device (~0.3 s at the default n)."""
     import torch
     if device == "mps":
         return None
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    n = 1024 if device == "cpu" else 8192
+    n = n or (1024 if device == "cpu" else 8192)
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
     a @ b
     if device == "cuda":
         torch.cuda.synchronize()  # the warm-up product must not run into the timed ones
-    reps, start = 5, time.perf_counter()
+    start = time.perf_counter()
     for _ in range(reps):
         a @ b
     if device == "cuda":

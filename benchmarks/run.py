@@ -58,17 +58,6 @@ def median_run(args, repeat, tmp: Path) -> tuple[float, float]:
     return statistics.median(walls), max(rss)
 
 
-def matmul_peak(dtype_name: str, n: int = 2048, reps: int = 5) -> float:
-    import torch
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - start)
-
-
 def training_throughput(steps: int) -> dict:
     """tokens/s of the script's recipe (Trainer, dynamic padding) and of a plain fp32 loop
     (fixed padding to 96 tokens, batch 8), both LoRA r=16 all-linear on the embedded model."""
@@ -258,7 +247,9 @@ def main(argv=None):
         rows.append(("all three default runs, cold, with the conversion (a fresh clone)",
                      f"{total / 60:.1f} min", "≤ 8 min"))
 
-    fp32, bf16 = matmul_peak("float32"), matmul_peak("bfloat16", n=512, reps=2)
+    import huggingface_lora as lora
+    fp32 = lora.measure_matmul_flops("cpu", "fp32", n=2048)
+    bf16 = lora.measure_matmul_flops("cpu", "bf16", n=512, reps=2)
     rows.append(("matmul peak, 2048² fp32 (measured)", f"{fp32 / 1e9:.0f} GFLOP/s", "–"))
     rows.append(("matmul peak, 512² bf16 (measured)", f"{bf16 / 1e9:.1f} GFLOP/s", "–"))
 
