@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,18 +172,19 @@ def configure_model(cfg: Config, env: dict, console):
 class LocalEngine:
     """A DSPy 3.4 engine: complete(Request) -> Response, on a local transformers model.
 
-    DSPy's threads call complete() concurrently; a worker thread gathers the requests that
-    arrive together and answers them with ONE batched generate() call, several times faster on
-    a CPU than one question at a time. The prompts of such a batch share the instructions and
-    the demos (~400 of their ~450 tokens); generate() computes that shared prefix once for the
-    whole batch, which halves the time of an evaluation with demos (benchmarks/run.py)."""
+    DSPy's threads call complete() concurrently; edu_qa.BatchedGenerator gathers the requests
+    that arrive together and answers them with ONE batched generate() call, several times
+    faster on a CPU than one question at a time. The prompts of such a batch share the
+    instructions and the demos (~400 of their ~450 tokens); generate() computes that shared
+    prefix once for the whole batch, which halves the time of an evaluation with demos
+    (benchmarks/run.py). The model loads on the first call, so a run served from DSPy's cache
+    needs none."""
 
     def __init__(self, model_name: str, max_new_tokens: int, max_batch: int = 8):
-        self.model_name, self.model, self.tok = model_name, None, None
-        self.max_new_tokens, self.max_batch = max_new_tokens, max_batch
+        self.max_new_tokens = max_new_tokens
         self.calls = self.input_tokens = self.output_tokens = 0
-        self._queue: queue.Queue = queue.Queue()
-        threading.Thread(target=self._worker, daemon=True).start()
+        self.generator = edu_qa.BatchedGenerator(
+            lambda: edu_qa.load_local_model(model_name), max_batch=max_batch)
 
     def complete(self, request):
         from dspy.lm15 import Message, Response, Usage
@@ -194,58 +193,14 @@ class LocalEngine:
         conversation += [{"role": m.role, "content": "".join(p.text for p in m.parts)}
                          for m in request.messages]
         max_tokens = min(request.config.max_tokens or self.max_new_tokens, self.max_new_tokens)
-        done = threading.Event()
-        job = {"conversation": conversation, "max_tokens": max_tokens,
-               "stop": tuple(request.config.stop), "done": done}
-        self._queue.put(job)
-        done.wait()
-        if "error" in job:
-            raise job["error"]
+        reply = self.generator(conversation, max_tokens, tuple(request.config.stop))
         self.calls += 1
-        return Response(id=None, model=request.model, message=Message.assistant(job["text"]),
+        self.input_tokens += reply["input_tokens"]
+        self.output_tokens += reply["output_tokens"]
+        return Response(id=None, model=request.model, message=Message.assistant(reply["text"]),
                         finish_reason="stop",
-                        usage=Usage(input_tokens=job["input_tokens"],
-                                    output_tokens=job["output_tokens"]))
-
-    def _worker(self):
-        while True:
-            jobs = [self._queue.get()]
-            time.sleep(0.02)  # let the other threads' requests of this round arrive
-            while len(jobs) < self.max_batch:
-                try:
-                    jobs.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if self.model is None:  # loaded here, so a run served from the cache needs none
-                try:
-                    self.model, self.tok = edu_qa.load_local_model(self.model_name)
-                except Exception as err:
-                    for job in jobs:
-                        job["error"] = err
-                        job["done"].set()
-                    continue
-            groups = {}
-            for job in jobs:  # one generate() per (cap, stop) setting
-                groups.setdefault((job["max_tokens"], job["stop"]), []).append(job)
-            for (max_tokens, stop), group in groups.items():
-                try:
-                    texts, _ = edu_qa.generate(self.model, self.tok,
-                                               [j["conversation"] for j in group], max_tokens,
-                                               batch_size=len(group),
-                                               stop_strings=list(stop) or None)
-                    for job, text in zip(group, texts):
-                        prompt = self.tok.apply_chat_template(job["conversation"],
-                                                              tokenize=False,
-                                                              add_generation_prompt=True)
-                        job.update(text=text, input_tokens=len(self.tok(prompt)["input_ids"]),
-                                   output_tokens=len(self.tok(text)["input_ids"]))
-                        self.input_tokens += job["input_tokens"]
-                        self.output_tokens += job["output_tokens"]
-                except Exception as err:  # surfaced in the calling thread
-                    for job in group:
-                        job["error"] = err
-                for job in group:
-                    job["done"].set()
+                        usage=Usage(input_tokens=reply["input_tokens"],
+                                    output_tokens=reply["output_tokens"]))
 
 
 def build_optimizer(cfg: Config, metric):

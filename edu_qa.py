@@ -99,12 +99,15 @@ def _optional(type_):
 
 
 def run(main, argv=None) -> int:
-    """Run a script's main(); a UserError prints its message and exits 2, with no traceback."""
+    """Run a script's main() and return its exit status: a UserError prints its message and
+    gives 2, with no traceback; a SystemExit (argparse, a script's own status) gives its code."""
     try:
         main(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
     return 0
 
 
@@ -425,9 +428,16 @@ def model_source(name: str) -> str:
 
 def quiet_transformers() -> None:
     """No per-file progress bars or info lines from transformers: our steps print what matters."""
+    import logging
+    import warnings
+
     import transformers
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    # two lines about nothing this project does: a deprecation inside transformers, and
+    # bitsandbytes (imported by peft) missing an optional kernel for 4-bit CPU matmuls
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated")
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 def load_tokenizer(name: str):
@@ -500,6 +510,81 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
             texts = [min((t.split(s)[0] for s in stop_strings), key=len) for t in texts]
         answers += [t.strip() for t in texts]
     return answers, n_tokens
+
+
+class BatchedGenerator:
+    """Answers chat requests that many threads send at once with ONE batched generate() call.
+
+    Call it from any thread: gen(conversation, max_tokens, stop) -> {"text", "input_tokens",
+    "output_tokens"}. A worker thread gathers the requests that arrive together (up to
+    max_batch) and generates them as one batch, several times faster on a CPU than one
+    question at a time. load() -> (model, tokenizer) runs in the worker on the first request.
+    Used by DSPy's local engine and by the local fine-tuning service's chat endpoint."""
+
+    def __init__(self, load, max_batch: int = 8):
+        import queue
+        import threading
+        self.load, self.max_batch, self.model, self.tok = load, max_batch, None, None
+        self._queue = queue.Queue()
+        threading.Thread(target=self._worker, daemon=True).start()
+
+    def __call__(self, conversation: list[dict], max_tokens: int, stop: tuple = ()) -> dict:
+        import threading
+        job = {"conversation": conversation, "max_tokens": max_tokens, "stop": tuple(stop),
+               "done": threading.Event()}
+        self._queue.put(job)
+        job["done"].wait()
+        if "error" in job:
+            raise job["error"]
+        return {k: job[k] for k in ("text", "input_tokens", "output_tokens")}
+
+    def close(self) -> None:
+        """Stop the worker after the requests already queued."""
+        self._queue.put(None)
+
+    def _worker(self):
+        import queue
+        while True:
+            jobs = [self._queue.get()]
+            time.sleep(0.02)  # let the other threads' requests of this round arrive
+            while len(jobs) < self.max_batch:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if None in jobs:  # close(): answer what came before it, then stop
+                jobs = jobs[:jobs.index(None)]
+                self._answer(jobs)
+                return
+            self._answer(jobs)
+
+    def _answer(self, jobs: list[dict]) -> None:
+        if jobs and self.model is None:
+            try:
+                self.model, self.tok = self.load()
+            except Exception as err:  # surfaced in the calling threads
+                for job in jobs:
+                    job["error"] = err
+                    job["done"].set()
+                return
+        groups = {}
+        for job in jobs:  # one generate() per (cap, stop) setting
+            groups.setdefault((job["max_tokens"], job["stop"]), []).append(job)
+        for (max_tokens, stop), group in groups.items():
+            try:
+                texts, _ = generate(self.model, self.tok, [j["conversation"] for j in group],
+                                    max_tokens, batch_size=len(group),
+                                    stop_strings=list(stop) or None)
+                for job, text in zip(group, texts):
+                    prompt = self.tok.apply_chat_template(job["conversation"], tokenize=False,
+                                                          add_generation_prompt=True)
+                    job.update(text=text, input_tokens=len(self.tok(prompt)["input_ids"]),
+                               output_tokens=len(self.tok(text)["input_ids"]))
+            except Exception as err:  # surfaced in the calling thread
+                for job in group:
+                    job["error"] = err
+            for job in group:
+                job["done"].set()
 
 
 MIN_SHARED_PREFIX = 16  # tokens; below this, computing the prefix apart saves nothing

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +96,25 @@ class Config:
 def prepare_data(cfg: Config, console):
     """Decide device and precision once, load and split the shared dataset."""
     import torch
+    env = choose_device(cfg)
+    gpu_note = "" if cfg.execute or not torch.cuda.is_available() else \
+        " (a GPU is present: --execute uses it)"
+    console.print(f"device: {env['device']}{gpu_note} | precision: {env['precision']} | "
+                  f"weights: {env['quantization']} | threads: {torch.get_num_threads()}")
+    env["versions"] = edu_qa.library_versions("torch", "transformers", "peft", "accelerate",
+                                              "datasets")
+    edu_qa.print_versions(console, env["versions"])
+
+    data = edu_qa.load_qa(cfg.data, seed=cfg.seed)
+    train = data.split("train")[:cfg.train_size]
+    dev, test = data.split("dev"), data.split("test")
+    edu_qa.print_data_summary(console, data, len(train))
+    return data, train, dev, test, env
+
+
+def choose_device(cfg: Config) -> dict:
+    """Device, precision and weight format: a GPU only with --execute."""
+    import torch
     device = "cpu"
     if cfg.execute and torch.cuda.is_available():
         device = "cuda"
@@ -115,20 +133,7 @@ def prepare_data(cfg: Config, console):
     quantization = cfg.quantization
     if quantization == "auto":
         quantization = "4bit" if device == "cuda" else "none"
-    gpu_note = "" if cfg.execute or not torch.cuda.is_available() else \
-        " (a GPU is present: --execute uses it)"
-    console.print(f"device: {device}{gpu_note} | precision: {precision} | "
-                  f"weights: {quantization} | threads: {torch.get_num_threads()}")
-    versions = edu_qa.library_versions("torch", "transformers", "peft", "accelerate", "datasets")
-    edu_qa.print_versions(console, versions)
-
-    data = edu_qa.load_qa(cfg.data, seed=cfg.seed)
-    train = data.split("train")[:cfg.train_size]
-    dev, test = data.split("dev"), data.split("test")
-    edu_qa.print_data_summary(console, data, len(train))
-    env = {"device": device, "precision": precision, "quantization": quantization,
-           "versions": versions}
-    return data, train, dev, test, env
+    return {"device": device, "precision": precision, "quantization": quantization}
 
 
 def cpu_has_native_bf16() -> bool:
@@ -145,17 +150,8 @@ def convert_format(cfg: Config, tok, train, dev, console):
 
     Labels are -100 (ignored by the loss) on every prompt token, so the model is trained only
     to produce the answer, not to repeat the system prompt and question."""
-    from datasets import Dataset
-
-    def encode(ex):
-        messages = edu_qa.chat_messages(ex.question)
-        prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        full = tok.apply_chat_template(
-            messages + [{"role": "assistant", "content": ex.answer}], tokenize=False)
-        return tokenize_example(tok, prompt, full, cfg.max_length)
-
-    train_ds = Dataset.from_list([encode(ex) for ex in train])
-    dev_ds = Dataset.from_list([encode(ex) for ex in dev])
+    train_ds = chat_dataset(tok, [to_chat(ex) for ex in train], cfg.max_length)
+    dev_ds = chat_dataset(tok, [to_chat(ex) for ex in dev], cfg.max_length)
 
     first = train_ds[0]
     console.print("[bold]One training example, exactly as the model sees it:[/bold]")
@@ -169,16 +165,39 @@ def convert_format(cfg: Config, tok, train, dev, console):
     return train_ds, dev_ds
 
 
-def tokenize_example(tok, prompt: str, full: str, max_length: int) -> dict:
-    """input_ids for prompt+answer; labels copy them but mask the prompt with -100."""
-    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-    full_ids = tok(full, add_special_tokens=False)["input_ids"][:max_length]
-    if full_ids[:len(prompt_ids)] != prompt_ids:
-        raise edu_qa.UserError("the chat template does not render the prompt as a prefix of "
-                               "prompt+answer; label masking would be wrong for this --model")
-    labels = [-100] * len(prompt_ids) + full_ids[len(prompt_ids):]
-    return {"input_ids": full_ids, "attention_mask": [1] * len(full_ids),
-            "labels": labels[:len(full_ids)]}
+def to_chat(ex) -> list[dict]:
+    """One QA pair as a chat: the shared system prompt, the question, the reference answer."""
+    return edu_qa.chat_messages(ex.question) + [{"role": "assistant", "content": ex.answer}]
+
+
+def chat_dataset(tok, chats: list[list[dict]], max_length: int):
+    from datasets import Dataset
+    return Dataset.from_list([tokenize_chat(tok, chat, max_length) for chat in chats])
+
+
+def tokenize_chat(tok, messages: list[dict], max_length: int) -> dict:
+    """input_ids of the whole chat in the model's template, cut at max_length; labels copy
+    them on the assistant replies (weight 0 leaves a reply out, as in OpenAI's format) and
+    are -100 everywhere else."""
+    full_ids = tok(tok.apply_chat_template(messages, tokenize=False),
+                   add_special_tokens=False)["input_ids"]
+    labels = [-100] * len(full_ids)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant" or message.get("weight", 1) == 0:
+            continue
+        prompt_ids = tok(tok.apply_chat_template(messages[:i], tokenize=False,
+                                                 add_generation_prompt=True),
+                         add_special_tokens=False)["input_ids"]
+        upto_ids = tok(tok.apply_chat_template(messages[:i + 1], tokenize=False),
+                       add_special_tokens=False)["input_ids"]
+        if full_ids[:len(prompt_ids)] != prompt_ids or full_ids[:len(upto_ids)] != upto_ids:
+            raise edu_qa.UserError("the chat template does not render the prompt as a prefix "
+                                   "of prompt+answer; label masking would be wrong for this "
+                                   "--model")
+        labels[len(prompt_ids):len(upto_ids)] = upto_ids[len(prompt_ids):]
+    return {"input_ids": full_ids[:max_length], "attention_mask": [1] * min(len(full_ids),
+                                                                            max_length),
+            "labels": labels[:max_length]}
 
 
 # %% Step 3. Model configuration
@@ -343,13 +362,17 @@ def quantization(env: dict) -> dict:
 
 
 # %% Step 4. Fine-tuning / optimization
-def tune(cfg: Config, env: dict, model, tok, train_ds, dev_ds, console):
-    """Train the LoRA adapter with transformers' Trainer.
+def tune(cfg: Config, env: dict, model, tok, train_ds, dev_ds, console, callbacks=(),
+         show_progress: bool = True):
+    """Train the LoRA adapter with transformers' Trainer. callbacks and show_progress=False
+    let the local fine-tuning service (finetune_service.py) run this same recipe and report
+    its progress as OpenAI-style events instead of a progress bar.
 
     Why Trainer and not TRL's SFTTrainer: our data is already tokenized with the prompt masked
     (step 2 shows it), so the plain Trainer is all we need: it brings the progress bar, logging,
     per-epoch evaluation and checkpoints, --resume, and multi-GPU through accelerate."""
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     args = TrainingArguments(
         output_dir=cfg.output_dir,
         num_train_epochs=cfg.epochs,
@@ -359,7 +382,7 @@ def tune(cfg: Config, env: dict, model, tok, train_ds, dev_ds, console):
         lr_scheduler_type="cosine",        # decays to ~0 so the last epoch settles
         warmup_steps=2,
         logging_steps=max(1, math.ceil(len(train_ds) / cfg.batch_size / 3)),
-        eval_strategy="epoch",             # dev loss once per epoch
+        eval_strategy="epoch" if dev_ds is not None else "no",  # dev loss once per epoch
         save_strategy="epoch",             # a checkpoint per epoch, for --resume
         save_total_limit=2,
         bf16=env["precision"] == "bf16",
@@ -372,7 +395,11 @@ def tune(cfg: Config, env: dict, model, tok, train_ds, dev_ds, console):
         model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
         # pads each batch only to its longest example, labels with -100
         data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
+        callbacks=list(callbacks),
     )
+    if not show_progress:
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
     resume = cfg.resume and any(Path(cfg.output_dir).glob("checkpoint-*"))
     if cfg.resume and not resume:
         console.print(f"--resume: no checkpoint in {cfg.output_dir}, starting fresh")
@@ -431,6 +458,19 @@ def verify_reload(cfg: Config, env: dict, adapter_dir: Path, rows: list[dict],
     return {"checked": len(check), "identical": same}
 
 
+def autocast(env: dict):
+    """The precision the trained model's forward() computes in. With bf16, Trainer (through
+    accelerate) leaves the model's forward wrapped in bf16 autocast after training, while a
+    model loaded afresh computes in fp32: to compare their logits, run the fresh one under the
+    same autocast. (generate() goes around that wrapper, so step 5's answers are fp32.)"""
+    import contextlib
+
+    import torch
+    if env["precision"] != "bf16" or env["device"] == "mps":
+        return contextlib.nullcontext()
+    return torch.autocast(env["device"], dtype=torch.bfloat16)
+
+
 def merge(cfg: Config, env: dict, adapter_dir: Path, console) -> Path:
     """A standalone model with the adapter folded into the weights. A 4-bit base cannot take
     the merge exactly, so the base is reloaded in bf16 first."""
@@ -454,8 +494,7 @@ def compare(cfg: Config, data, results: dict, console) -> None:
 
 def main(argv=None):
     cfg = edu_qa.parse_config(Config, __doc__, argv)
-    # a library warning that says nothing about this run: a deprecation inside transformers
-    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated")
+    edu_qa.quiet_transformers()
     console = edu_qa.console()
     edu_qa.print_config(console, cfg)
     start = time.perf_counter()

@@ -1,19 +1,34 @@
-"""OpenAI fine-tuning: teach a hosted model to answer educational questions by training its
-weights in the cloud.
+"""OpenAI-style fine-tuning: teach a model to answer educational questions by training its
+weights on a fine-tuning SERVICE: upload a file, start a job, watch it, call the ft: model.
 
-    python openai_finetune.py                       # free: convert, check, count tokens, estimate
-    python openai_finetune.py --train-size 20       # fewer examples: more epochs, same rule
-    OPENAI_API_KEY=sk-... python openai_finetune.py --execute --max-cost 1.00   # pays
-    python openai_finetune.py --execute             # again: resumes watching the same job
-    python openai_finetune.py --execute --cancel    # cancels that job
+    python openai_finetune.py                 # free: the whole workflow on a local service
+    python openai_finetune.py --dry-run       # plan only: checks, tokens, cost, the requests
+    python openai_finetune.py --train-size 20 # fewer examples: more epochs, same rule
+    OPENAI_API_KEY=sk-... python openai_finetune.py --execute --max-cost 1.00   # OpenAI, pays
+    python openai_finetune.py --execute       # again: resumes watching the same job
+    python openai_finetune.py --execute --cancel     # cancels that job
+    python openai_finetune.py --execute --base-url http://HOST:8000/v1   # another service
 
-What changes: the model's WEIGHTS, on OpenAI's servers. You upload chat-format examples, a job
-trains a private copy of the base model, and you get back a model id (ft:...) to call.
+What changes: the model's WEIGHTS, on the service's machines. You upload chat-format examples,
+a job trains a private copy of the base model, and you get back a model id (ft:...) to call.
 
-The one rule: nothing costs money until you add --execute. Without it the script does all the
-free work for real (conversion, OpenAI's format checks, token counts, cost estimate), prints the
-exact requests it would send, and opens no network connection. A started job is remembered in a
-state file keyed by the training file's sha256, so a re-run never uploads or pays twice.
+Where it runs. OpenAI is closing self-serve fine-tuning (OpenAI's API deprecations page, notice
+of 2026-05-07): organizations that never fine-tuned cannot create jobs since 2026-05-07, those
+without inference on a fine-tuned model in the last 60 days cannot since 2026-07-02, and nobody
+can from 2027-01-06; fine-tuned models keep serving until their base model is shut down (the
+same page gives each model's date). So by default this script starts a local OpenAI-compatible
+fine-tuning service (finetune_service.py) on 127.0.0.1 and runs the same SDK calls against it:
+it trains SmolLM2-135M-Instruct with LoRA on this CPU, for real, for free. Beside it the script
+prints what OpenAI would be sent and what it would cost.
+
+The one rule: nothing costs money until you add --execute. A started job is remembered in a
+state file keyed by the service and the training file's sha256, and its creation is recorded
+before it is sent, so a re-run (after Ctrl-C, a crash or a lost reply) never uploads, starts or
+pays twice.
+
+Exit status: 0 done; 2 a problem to fix (the data, a missing key, a refusal by the service,
+quoted); 3 the job failed or was cancelled (--new-job starts another); 4 --max-wait reached,
+the job goes on (re-run to resume watching); 130 interrupted (Ctrl-C; re-run to resume).
 """
 
 from __future__ import annotations
@@ -23,29 +38,31 @@ import json
 import os
 import sys
 import time
-from collections import Counter
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import chat_format
 import edu_qa
 
 METHOD = "openai_finetune"
 TRAINING_FILE = edu_qa.HERE / "openai_edu_qa_training.jsonl"  # committed; made from the dataset
-# OpenAI's default-epochs rule (fine-tuning guide and the data-prep cookbook): aim for 3 epochs,
-# but keep epochs x examples within [100, 25000], and epochs within [1, 25].
-TARGET_EPOCHS, MIN_TARGET_EXAMPLES, MAX_TARGET_EXAMPLES = 3, 100, 25_000
-MIN_DEFAULT_EPOCHS, MAX_DEFAULT_EPOCHS = 1, 25
-MIN_EXAMPLES = 10  # OpenAI rejects a training file with fewer
+OPENAI_URL = "https://api.openai.com/v1"
+LOCAL_MODEL = "smollm2-135m-instruct"  # what the local service fine-tunes (the embedded model)
+EXIT_JOB_FAILED, EXIT_STILL_RUNNING, EXIT_INTERRUPTED = 3, 4, 130
 # Per model: (USD per 1M training tokens, USD per 1M input / output tokens of the fine-tuned
 # model, USD per 1M input / output tokens of the base model, training context per example).
-# From OpenAI's pricing and fine-tuning pages as last checked 2025-06; prices change: override
-# with --price-training. gpt-4o-mini is the default: the cheapest fine-tunable chat model with
-# good quality when checked, and the one OpenAI's own fine-tuning guide uses.
-PRICES_CHECKED = "2025-06"
+# From copies of OpenAI's pricing pages (2025-08 to 2026-05); prices change: override with
+# --price-training. gpt-4o-mini is the default: the cheapest fine-tunable chat model with good
+# quality when checked, and the one OpenAI's own fine-tuning guide uses.
+PRICES_CHECKED = "2026-05"
 MODELS = {
     "gpt-4o-mini-2024-07-18": (3.00, (0.30, 1.20), (0.15, 0.60), 65_536),
     "gpt-4.1-nano-2025-04-14": (1.50, (0.20, 0.80), (0.10, 0.40), 65_536),
     "gpt-4.1-mini-2025-04-14": (5.00, (0.80, 3.20), (0.40, 1.60), 65_536),
+    "gpt-4.1-2025-04-14": (25.00, (3.00, 12.00), (2.00, 8.00), 65_536),
     "gpt-4o-2024-08-06": (25.00, (3.75, 15.00), (2.50, 10.00), 65_536),
 }
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -57,98 +74,132 @@ class Config:
     data: str = field(default=str(edu_qa.DATA_FILE), metadata={
         "help": "QA file (JSONL: question, answer, key, subject, split)"})
     model: str = field(default="gpt-4o-mini-2024-07-18", metadata={
-        "help": "base model to fine-tune (a fine-tunable OpenAI snapshot)"})
+        "help": "OpenAI base model to fine-tune with --execute (a fine-tunable snapshot); the "
+                "plan and cost estimate are for it"})
     seed: int = field(default=0, metadata={"help": "sent to the job, so a re-run trains alike"})
     output_dir: str = field(default="outputs/openai_finetune", metadata={
-        "help": "validation file, converted files for --data, and the job state file"})
+        "help": "validation file, converted files for --data, the job state file, and the "
+                "local service's files, jobs and models"})
     results_dir: str = field(default=str(edu_qa.RESULTS_DIR), metadata={
         "help": "results/<method>.json for the scoreboard"})
     execute: bool = field(default=False, metadata={
-        "help": "upload, train and call the API: this costs money"})
+        "help": "upload to OpenAI (or --base-url), train and call the API: this costs money"})
     train_size: int = field(default=None, metadata={
         "type": int, "help": "use only the first N training examples (OpenAI needs >= 10)"})
     question: str = field(default=None, metadata={
         "type": str, "help": "step 6 follows this test question (number or words) through "
                              "every method; default: the first"})
+    # where the job runs
+    dry_run: bool = field(default=False, metadata={
+        "help": "plan only: checks, token counts, cost, the exact requests; no service"})
+    local_model: str = field(default=LOCAL_MODEL, metadata={
+        "help": "base model the local service fine-tunes (without --execute)"})
+    base_url: str = field(default=None, metadata={
+        "type": str, "help": "with --execute: an OpenAI-compatible fine-tuning service; "
+                             "default $OPENAI_BASE_URL or OpenAI"})
+    new_job: bool = field(default=False, metadata={
+        "help": "start a new job although one is recorded for this training file (after a "
+                "failed or cancelled one)"})
     # the job
     epochs: int = field(default=None, metadata={
         "type": int, "help": "passes over the data; default: OpenAI's rule (3, clamped)"})
     batch_size: int = field(default=None, metadata={
-        "type": int, "help": "default: chosen by OpenAI for the dataset size"})
+        "type": int, "help": "default: chosen by the service for the dataset size"})
     learning_rate_multiplier: float = field(default=None, metadata={
-        "type": float, "help": "default: chosen by OpenAI"})
+        "type": float, "help": "default: chosen by the service"})
     suffix: str = field(default="edu-qa", metadata={
         "help": "appears in the fine-tuned model's name (ft:...:edu-qa:...)"})
     price_training: float = field(default=None, metadata={
         "type": float, "help": "USD per 1M training tokens, overriding the dated table"})
     max_cost: float = field(default=5.0, metadata={
-        "help": "refuse to start a job whose estimated cost (USD) is above this"})
+        "help": "with --execute: refuse to start a job whose estimated cost (USD) is above "
+                "this"})
     max_wait: float = field(default=3600, metadata={
         "help": "seconds to watch the job; it goes on after, re-run to resume watching"})
-    poll_interval: float = field(default=10, metadata={
-        "help": "first wait between status checks, growing 1.5x up to 60 s"})
+    poll_interval: float = field(default=None, metadata={
+        "type": float, "help": "first wait between status checks (s); default 1 on the local "
+                               "service, else 10 growing 1.5x up to 60"})
     cancel: bool = field(default=False, metadata={
-        "help": "with --execute: cancel the job in the state file for this training file"})
+        "help": "cancel the job recorded for this training file on this service"})
     max_new_tokens: int = field(default=64, metadata={
         "help": "answer cap for the before/after test questions"})
+    concurrency: int = field(default=24, metadata={
+        "help": "test questions asked at once in step 5 (the local service batches them)"})
 
 
 # %% Step 1. Environment & data preparation
 def prepare_data(cfg: Config, console):
-    """Load the shared dataset; the API key only when --execute asks for it, never printed."""
-    base_url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
-    console.print(f"base model: {cfg.model} | endpoint: {base_url} | "
-                  f"paid calls: {'yes (--execute)' if cfg.execute else 'no (plan only)'}")
+    """Where the job runs, the API key only when --execute asks for it (never printed), and
+    the shared dataset."""
+    if cfg.execute and cfg.dry_run:
+        raise edu_qa.UserError("--execute and --dry-run contradict each other: choose one")
+    if cfg.cancel and cfg.dry_run:
+        raise edu_qa.UserError("--cancel needs a service to send the cancel to: drop --dry-run")
+    mode = "openai" if cfg.execute else "plan" if cfg.dry_run else "local"
+    base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+    where = {"openai": f"{base_url} (--execute: this costs money)",
+             "plan": "none (--dry-run: plan only, nothing is sent)",
+             "local": f"local fine-tuning service on 127.0.0.1, base model {cfg.local_model} "
+                      "(free; add --execute for OpenAI)"}[mode]
+    console.print(f"service: {where}", markup=False, highlight=False)
+    console.print(f"OpenAI plan: base model {cfg.model}; self-serve fine-tuning closes to new "
+                  "jobs for everyone on 2027-01-06 (OpenAI's API deprecations page)",
+                  markup=False, highlight=False)
     versions = edu_qa.library_versions("openai", "tiktoken")
     edu_qa.print_versions(console, versions)
     key = None
-    if cfg.execute:
+    if mode == "openai":
         key = os.environ.get("OPENAI_API_KEY")
         if not key:
             raise edu_qa.UserError("--execute needs an API key: set OPENAI_API_KEY "
                                    "(nothing was uploaded)")
-        console.print(f"API key: OPENAI_API_KEY={edu_qa.redact(key)}")
+        console.print(f"API key: OPENAI_API_KEY={edu_qa.redact(key)}", markup=False)
     data = edu_qa.load_qa(cfg.data, seed=cfg.seed)
     train = data.split("train")[:cfg.train_size]
     dev, test = data.split("dev"), data.split("test")
     edu_qa.print_data_summary(console, data, len(train))
-    return data, train, dev, test, {"versions": versions, "base_url": base_url}
+    return data, train, dev, test, {"versions": versions, "mode": mode,
+                                    "base_url": base_url if mode == "openai" else mode}
 
 
 # %% Step 2. Data format preparation
 def convert_format(cfg: Config, data, train, dev, console):
-    """QA pairs -> chat-format JSONL, then OpenAI's own format checks and token counts on the
-    file exactly as it will be uploaded."""
+    """QA pairs -> chat-format JSONL, OpenAI's own format checks and token counts, all before
+    a file is written; then the files exactly as they will be uploaded."""
     shipped = data.path.resolve() == edu_qa.DATA_FILE.resolve() and cfg.train_size is None
+    examples = [to_chat(ex) for ex in train]
+    errors, warnings = chat_format.check_format(examples)
+    console.print(f"format errors: {dict(errors) or 'none'} | warnings: "
+                  f"{dict(warnings) or 'none'}", markup=False)
+    if errors:
+        raise edu_qa.UserError(f"{data.path}: format errors {dict(errors)}; nothing written")
+    if len(examples) < chat_format.MIN_EXAMPLES:
+        hint = "raise --train-size" if cfg.train_size else "add training examples"
+        raise edu_qa.UserError(f"{data.path}: {len(examples)} training examples (lines "
+                               f"{', '.join(str(ex.line) for ex in train) or 'none'}); OpenAI "
+                               f"needs at least {chat_format.MIN_EXAMPLES} ({hint})")
+    stats = token_stats(examples, cfg.model)
+    context = MODELS.get(cfg.model, (None, None, None, 65_536))[3]
+    over = [ex.line for ex, n in zip(train, stats["lengths"]) if n > context]
+    if over:
+        raise edu_qa.UserError(f"{data.path}: lines {', '.join(map(str, over))} are longer "
+                               f"than {cfg.model}'s {context:,}-token training context")
     out = Path(cfg.output_dir)
     # The committed example file is only ever regenerated from the shipped dataset; anyone
     # else's data (or a subset) goes to the output folder.
     train_path = TRAINING_FILE if shipped else out / "training.jsonl"
     valid_path = out / "validation.jsonl"
-    write_jsonl(train_path, [to_chat(ex) for ex in train])
+    write_jsonl(train_path, examples)
     write_jsonl(valid_path, [to_chat(ex) for ex in dev])
-
-    lines = train_path.read_text(encoding="utf-8").splitlines()
     console.print("[bold]One training line, exactly as uploaded:[/bold]")
-    console.print(lines[0], markup=False, highlight=False, soft_wrap=True)
-    examples = [json.loads(line) for line in lines]
-    errors, warnings = check_format(examples)
-    console.print(f"format errors: {dict(errors) or 'none'} | warnings: "
-                  f"{dict(warnings) or 'none'}")
-    if errors:
-        raise edu_qa.UserError(f"{train_path}: format errors {dict(errors)}; fix before upload")
-    if len(examples) < MIN_EXAMPLES:
-        raise edu_qa.UserError(f"{train_path}: {len(examples)} training examples; OpenAI needs "
-                               f"at least {MIN_EXAMPLES} (raise --train-size)")
-    stats = token_stats(examples, cfg.model)
-    context = MODELS.get(cfg.model, (None, None, None, 65_536))[3]
-    over = sum(n > context for n in stats["lengths"])
+    console.print(train_path.read_text(encoding="utf-8").split("\n")[0], markup=False,
+                  highlight=False, soft_wrap=True)
     d = stats["distribution"]
     console.print(f"tokens per example: min {d['min']}, p10 {d['p10']}, median {d['median']}, "
                   f"p90 {d['p90']}, max {d['max']}, mean {d['mean']} | assistant tokens: "
-                  f"{stats['assistant_tokens']} | over the {context:,}-token context: {over}")
+                  f"{stats['assistant_tokens']} | over the {context:,}-token context: 0")
     return {"train_path": train_path, "valid_path": valid_path, "examples": examples,
-            "stats": stats, "over_context": over, "shipped": shipped}
+            "stats": stats, "shipped": shipped}
 
 
 def to_chat(ex) -> dict:
@@ -157,45 +208,12 @@ def to_chat(ex) -> dict:
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """One JSON object per line, whole or not at all (written aside, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                    encoding="utf-8")
-
-
-def check_format(examples: list) -> tuple[Counter, Counter]:
-    """The checks of OpenAI's data-preparation cookbook: errors block the upload, warnings
-    are reported."""
-    errors, warnings = Counter(), Counter()
-    for ex in examples:
-        if not isinstance(ex, dict):
-            errors["data_type"] += 1
-            continue
-        messages = ex.get("messages")
-        if not messages or not isinstance(messages, list):
-            errors["missing_messages_list"] += 1
-            continue
-        for message in messages:
-            if not isinstance(message, dict) or "role" not in message or \
-                    "content" not in message:
-                errors["message_missing_key"] += 1
-                continue
-            if any(k not in ("role", "content", "name", "function_call", "weight")
-                   for k in message):
-                errors["message_unrecognized_key"] += 1
-            if message["role"] not in ("system", "user", "assistant", "function"):
-                errors["unrecognized_role"] += 1
-            content = message["content"]
-            if (not content and not message.get("function_call")) or \
-                    not isinstance(content, (str, type(None))):
-                errors["missing_content"] += 1
-        roles = [m.get("role") for m in messages if isinstance(m, dict)]
-        if "assistant" not in roles:
-            errors["example_missing_assistant_message"] += 1
-        if "system" not in roles:
-            warnings["no_system_message"] += 1
-        if "user" not in roles:
-            warnings["no_user_message"] += 1
-    return errors, warnings
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                   encoding="utf-8")
+    tmp.replace(path)
 
 
 def encoding_for(model: str):
@@ -239,10 +257,12 @@ def token_stats(examples: list[dict], model: str) -> dict:
 
 
 # %% Step 3. Model configuration
-def configure_model(cfg: Config, converted: dict, n_test: int, console) -> dict:
-    """Epochs by OpenAI's rule, the job's method and hyperparameters, and what it will cost."""
+def configure_model(cfg: Config, converted: dict, n_test: int, console,
+                    mode: str = "plan") -> dict:
+    """Epochs by OpenAI's rule, the job's method and hyperparameters, and what OpenAI would
+    charge; --max-cost guards a paid job (and never a cancel)."""
     n = len(converted["examples"])
-    epochs = cfg.epochs or default_epochs(n)
+    epochs = cfg.epochs or chat_format.default_epochs(n)
     context = MODELS.get(cfg.model, (None, None, None, 65_536))[3]
     billable = sum(min(context, length) for length in converted["stats"]["lengths"])
     price = cfg.price_training if cfg.price_training is not None else \
@@ -261,10 +281,14 @@ def configure_model(cfg: Config, converted: dict, n_test: int, console) -> dict:
     inference_cost = estimate_inference_cost(cfg, converted, n_test)
     console.print(f"epochs: {epochs} ({'given' if cfg.epochs else 'OpenAI rule'}: {n} examples) "
                   f"| billable tokens: {billable:,} x {epochs} epochs = {billable * epochs:,}")
-    console.print(f"estimated cost: training ${training_cost:.4f} at ${price}/1M tokens + "
+    console.print(f"OpenAI would charge: training ${training_cost:.4f} at ${price}/1M tokens + "
                   f"test inference ${inference_cost:.4f} (prices checked {PRICES_CHECKED}) | "
-                  f"--max-cost ${cfg.max_cost:.2f}")
-    if training_cost + inference_cost > cfg.max_cost:
+                  f"--max-cost ${cfg.max_cost:.2f}", markup=False)
+    if mode == "local":
+        console.print(f"this run: the local service, $0; the same request with model "
+                      f"{cfg.local_model}", markup=False)
+    over = training_cost + inference_cost > cfg.max_cost
+    if over and mode == "openai" and not cfg.cancel:
         raise edu_qa.UserError(f"estimated cost ${training_cost + inference_cost:.4f} is above "
                                f"--max-cost ${cfg.max_cost:.2f}; nothing was sent")
     return {"epochs": epochs, "billable_tokens": billable, "trained_tokens": billable * epochs,
@@ -272,99 +296,133 @@ def configure_model(cfg: Config, converted: dict, n_test: int, console) -> dict:
             "job": job}
 
 
-def default_epochs(n_examples: int) -> int:
-    epochs = TARGET_EPOCHS
-    if n_examples * TARGET_EPOCHS < MIN_TARGET_EXAMPLES:
-        epochs = min(MAX_DEFAULT_EPOCHS, MIN_TARGET_EXAMPLES // n_examples)
-    elif n_examples * TARGET_EPOCHS > MAX_TARGET_EXAMPLES:
-        epochs = max(MIN_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES // n_examples)
-    return epochs
-
-
 def estimate_inference_cost(cfg: Config, converted: dict, n_test: int) -> float:
     """Step 5 asks the base and the tuned model each test question once."""
-    _, tuned, base, _ = MODELS.get(cfg.model, (None, (0, 0), (0, 0), None))
     prompt = converted["stats"]["distribution"]["mean"]
-    out = cfg.max_new_tokens
-    return n_test * ((prompt * base[0] + out * base[1]) + (prompt * tuned[0] + out * tuned[1])) \
-        / 1e6
+    return n_test * (usage_cost(cfg.model, "base", prompt, cfg.max_new_tokens)
+                     + usage_cost(cfg.model, "tuned", prompt, cfg.max_new_tokens))
+
+
+def usage_cost(model: str, which: str, prompt_tokens: float, completion_tokens: float) -> float:
+    """USD for tokens of the base or the fine-tuned model, at the dated prices."""
+    _, tuned, base, _ = MODELS.get(model, (None, (0, 0), (0, 0), None))
+    rates = tuned if which == "tuned" else base
+    return (prompt_tokens * rates[0] + completion_tokens * rates[1]) / 1e6
 
 
 # %% Step 4. Fine-tuning / optimization
-def tune(cfg: Config, client, converted: dict, plan: dict, console) -> dict | None:
-    """Upload, create the job, watch it. A job already started for this training file (same
-    sha256) is resumed, never started again."""
-    state_path = Path(cfg.output_dir) / "state.json"
-    sha = sha256_file(converted["train_path"])
+def tune(cfg: Config, client, converted: dict, plan: dict, state: "JobState", console) -> dict:
+    """Upload, create the job, watch it. A job already recorded for this training file on this
+    service is resumed, never started again; a create that may have reached the service is
+    looked up (by its metadata) before it is sent again."""
+    print_requests(converted, plan, console)
     if client is None:
-        print_requests(converted, plan, console)
-        return None
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    entry = state.get(sha, {})
+        return {"job": None, "seconds": 0.0}
+    entry = state.entry
     if cfg.cancel:
         if "job_id" not in entry:
-            raise edu_qa.UserError(f"{state_path}: no job for this training file to cancel")
+            raise edu_qa.UserError(f"{state.path}: no job recorded for this training file on "
+                                   f"{state.service} to cancel")
+        state.doing = f"POST /fine_tuning/jobs/{entry['job_id']}/cancel"
         job = client.fine_tuning.jobs.cancel(entry["job_id"])
-        console.print(f"cancel requested: job {job.id} is {job.status}")
-        return {"job": job, "cancelled": True}
+        console.print(f"cancel requested: job {job.id} is {job.status}", markup=False)
+        return {"job": job, "seconds": 0.0}
+    if "job_id" in entry and cfg.new_job:
+        state.update(previous_jobs=entry.get("previous_jobs", []) + [entry["job_id"]],
+                     job_id=None)
+        console.print(f"--new-job: job {entry['previous_jobs'][-1]} stays in {state.path} "
+                      "as a previous job; starting another", markup=False)
     if "job_id" in entry:
-        console.print(f"resuming job {entry['job_id']} (from {state_path}; nothing uploaded)")
+        console.print(f"resuming job {entry['job_id']} (from {state.path}; nothing uploaded)",
+                      markup=False)
     else:
         for kind, path in (("training_file_id", converted["train_path"]),
                            ("validation_file_id", converted["valid_path"])):
             if kind not in entry:
+                state.doing = f"POST /files ({path.name})"
                 with open(path, "rb") as f:
                     uploaded = client.files.create(file=f, purpose="fine-tune")
-                entry[kind] = uploaded.id
-                save_state(state_path, state, sha, entry)  # never upload the same file twice
-                console.print(f"uploaded {path.name}: {uploaded.id}")
+                state.update(**{kind: uploaded.id})  # never upload the same file twice
+                console.print(f"uploaded {path.name}: {uploaded.id}", markup=False)
         request = dict(plan["job"], training_file=entry["training_file_id"],
                        validation_file=entry["validation_file_id"])
-        job = client.fine_tuning.jobs.create(**request)
-        entry.update(job_id=job.id, model=cfg.model, created=time.time())
-        save_state(state_path, state, sha, entry)
-        console.print(f"created job {job.id} ({job.status}); state: {state_path}")
+        job = create_job_once(client, request, state, console)
+        console.print(f"created job {job.id} ({job.status}); state: {state.path}", markup=False)
+    state.doing = f"watching job {entry['job_id']}"
     start = time.perf_counter()
-    try:
-        job = watch(cfg, client, entry["job_id"], console)
-    except KeyboardInterrupt:
-        console.print(f"\n[bold]Stopped watching. Job {entry['job_id']} goes on at OpenAI and "
-                      "is billed as it trains.[/bold] Re-run the same command to resume "
-                      "watching, or add --cancel to cancel it.")
-        raise SystemExit(130)
-    return {"job": job, "seconds": time.perf_counter() - start, "cancelled": False}
+    job = watch(cfg, client, entry["job_id"], console)
+    return {"job": job, "seconds": time.perf_counter() - start}
+
+
+def create_job_once(client, request: dict, state: "JobState", console):
+    """POST /fine_tuning/jobs exactly once. The intent (a request id, also sent as metadata and
+    as an Idempotency-Key header) is saved BEFORE the call; if a run stops after sending it, the
+    next run finds the job by that metadata instead of creating (and paying for) a second."""
+    intent = state.entry.get("create_request")
+    if intent:
+        state.doing = "GET /fine_tuning/jobs (looking for the job a stopped run created)"
+        found = [j for j in client.fine_tuning.jobs.list(metadata={"edu_qa_request": intent})]
+        if found:
+            console.print(f"found job {found[0].id}, created by a run that stopped before it "
+                          "saw the reply: nothing created again", markup=False)
+            state.update(job_id=found[0].id, create_request=None)
+            return found[0]
+    else:
+        intent = uuid.uuid4().hex
+        state.update(create_request=intent)
+    state.doing = "POST /fine_tuning/jobs"
+    job = client.fine_tuning.jobs.create(
+        **request, metadata={"edu_qa_request": intent, "training_sha256": state.sha},
+        extra_headers={"Idempotency-Key": intent})
+    state.update(job_id=job.id, create_request=None, created=time.time())
+    return job
 
 
 def watch(cfg: Config, client, job_id: str, console):
     """Poll with growing waits until the job ends or --max-wait passes; print new events."""
-    seen, wait, deadline = set(), cfg.poll_interval, time.monotonic() + cfg.max_wait
+    local = client.base_url.host in ("127.0.0.1", "localhost")
+    wait = cfg.poll_interval if cfg.poll_interval is not None else 1.0 if local else 10.0
+    seen, status, deadline = set(), None, time.monotonic() + cfg.max_wait
     while True:
         job = client.fine_tuning.jobs.retrieve(job_id)
-        events = client.fine_tuning.jobs.list_events(job_id, limit=50).data
-        for event in sorted(events, key=lambda e: e.created_at):
-            if event.id not in seen:
-                seen.add(event.id)
-                metrics = getattr(event, "data", None) or {}
-                extra = "" if not isinstance(metrics, dict) or "step" not in metrics else \
-                    f" (step {metrics.get('step')}, train loss {metrics.get('train_loss')})"
-                console.print(f"  [{event.level}] {event.message}{extra}", highlight=False)
-        console.print(f"job {job.id}: {job.status}")
+        for event in reversed(new_events(client, job_id, seen)):
+            seen.add(event.id)
+            console.print(f"  [{event.level}] {event.message}", markup=False, highlight=False)
+        if job.status != status:
+            status = job.status
+            console.print(f"job {job.id}: {job.status}", markup=False, highlight=False)
         if job.status in TERMINAL:
             return job
         if time.monotonic() + wait > deadline:
             console.print(f"--max-wait reached; job {job.id} goes on. Re-run the same command "
-                          "to resume watching.")
+                          "to resume watching.", markup=False)
             return job
         time.sleep(wait)
-        wait = min(60.0, wait * 1.5)
+        wait = min(2.0 if local else 60.0, wait * 1.5)
+
+
+def new_events(client, job_id: str, seen: set, max_pages: int = 10) -> list:
+    """The events not seen yet, newest first (as the API lists them): pages of 100 until a
+    seen one, at most max_pages (a service that always says has_more cannot loop us)."""
+    page, new = client.fine_tuning.jobs.list_events(job_id, limit=100), []
+    for _ in range(max_pages):
+        for event in page.data:
+            if event.id in seen:
+                return new
+            new.append(event)
+        if not page.has_next_page():
+            break
+        page = page.get_next_page()
+    return new
 
 
 def print_requests(converted: dict, plan: dict, console) -> None:
+    """What OpenAI would be sent (the local run sends the same, with its own model)."""
     for path in (converted["train_path"], converted["valid_path"]):
-        console.print("would send: POST /files " + json.dumps(
+        console.print("would send to OpenAI: POST /files " + json.dumps(
             {"purpose": "fine-tune", "file": path.name, "bytes": path.stat().st_size,
              "sha256": sha256_file(path)}), markup=False, highlight=False, soft_wrap=True)
-    console.print("would send: POST /fine_tuning/jobs " + json.dumps(plan["job"]),
+    console.print("would send to OpenAI: POST /fine_tuning/jobs " + json.dumps(plan["job"]),
                   markup=False, highlight=False, soft_wrap=True)
 
 
@@ -372,42 +430,81 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def save_state(path: Path, state: dict, sha: str, entry: dict) -> None:
-    state[sha] = entry
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(state, indent=2) + "\n")  # ids only, never the key
+class JobState:
+    """outputs/.../state.json: per service and training file (sha256), the uploaded file ids,
+    the job id, and a job creation that was sent but not yet answered. Ids only, never a key.
+    Saved whole after every change, so an interrupted run loses nothing."""
+
+    def __init__(self, path: Path, service: str, sha: str):
+        self.path, self.service, self.sha, self.doing = Path(path), service, sha, "starting"
+        self.all = {"version": 2, "services": {}}
+        if self.path.exists():
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                if not isinstance(loaded, dict):
+                    raise ValueError("not a JSON object")
+                if loaded.get("version") != 2:  # version 1: {sha: entry}, all at OpenAI
+                    loaded = {"version": 2, "services": {OPENAI_URL: loaded}}
+                for entries in loaded["services"].values():
+                    for entry in entries.values():
+                        for name, value in entry.items():
+                            if name.endswith("_id") and not isinstance(value, str):
+                                raise ValueError(f"{name} is {value!r}")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+                raise edu_qa.UserError(
+                    f"{self.path}: not a state file this script can read ({err}). It records "
+                    "the jobs you started; move it aside to start afresh (a job it named "
+                    "still exists on its service)") from None
+            self.all = loaded
+        self.entry = self.all["services"].setdefault(service, {}).setdefault(sha, {})
+
+    def update(self, **fields) -> None:
+        for name, value in fields.items():
+            if value is None:
+                self.entry.pop(name, None)
+                continue
+            if name.endswith("_id") and (not isinstance(value, str) or not value):
+                raise edu_qa.UserError(f"the service answered {self.doing} with the id "
+                                       f"{value!r}; nothing was saved")
+            self.entry[name] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.all, indent=2) + "\n")
+        tmp.replace(self.path)
 
 
 # %% Step 5. Inference and demonstration
-def infer(cfg: Config, client, job, test, console):
+def infer(cfg: Config, client, job, test, console, model: str):
     """Base and fine-tuned model answer the same test questions: same prompt, temperature 0."""
-    request = {"model": cfg.model, "messages": edu_qa.chat_messages(test[0].question),
+    request = {"model": model, "messages": edu_qa.chat_messages(test[0].question),
                "temperature": 0, "max_completion_tokens": cfg.max_new_tokens}
     if client is None:
-        console.print("would send: POST /chat/completions " + json.dumps(request),
-                      markup=False, highlight=False, soft_wrap=True)
+        console.print("would send to OpenAI: POST /chat/completions " + json.dumps(
+            dict(request, model=cfg.model)), markup=False, highlight=False, soft_wrap=True)
         console.print("(once for the base model and once for the fine-tuned ft:... model, "
                       f"for each of the {len(test)} test questions)")
         return None
-    if job is None or job.status != "succeeded" or not job.fine_tuned_model:
-        console.print(f"no fine-tuned model yet (job {getattr(job, 'status', None)}): "
-                      "nothing to compare")
-        return None
-    answers, tokens, start = {}, 0, time.perf_counter()
-    for when, model in (("before", cfg.model), ("after", job.fine_tuned_model)):
-        answers[when] = []
-        for ex in test:
-            reply = client.chat.completions.create(**dict(
-                request, model=model, messages=edu_qa.chat_messages(ex.question)))
-            answers[when].append(reply.choices[0].message.content or "")
-            tokens += reply.usage.total_tokens if reply.usage else 0
+    answers, usage, start = {}, {}, time.perf_counter()
+
+    def ask(model_id, question):
+        reply = client.chat.completions.create(**dict(
+            request, model=model_id, messages=edu_qa.chat_messages(question)))
+        used = reply.usage
+        return (reply.choices[0].message.content or "",
+                (used.prompt_tokens, used.completion_tokens) if used else (0, 0))
+
+    with ThreadPoolExecutor(cfg.concurrency) as pool:
+        for when, model_id in (("before", model), ("after", job.fine_tuned_model)):
+            replies = list(pool.map(lambda ex: ask(model_id, ex.question), test))
+            answers[when] = [text for text, _ in replies]
+            usage[when] = [sum(u[0] for _, u in replies), sum(u[1] for _, u in replies)]
     seconds = time.perf_counter() - start
     scores = {when: edu_qa.score(test, answers[when]) for when in answers}
     rows = edu_qa.prediction_rows(test, answers["before"], answers["after"])
     edu_qa.print_scores(console, scores)
     edu_qa.show_side_by_side(console, rows, title="base vs fine-tuned, test questions")
-    return {"scores": scores, "rows": rows, "tokens": tokens,
-            "per_question": seconds / (2 * len(test))}
+    return {"scores": scores, "rows": rows, "usage": usage,
+            "tokens": sum(map(sum, usage.values())), "per_question": seconds / (2 * len(test))}
 
 
 # %% Step 6. Comparison
@@ -416,10 +513,24 @@ def compare(cfg: Config, data, results: dict, console) -> None:
     edu_qa.save_and_compare(console, data, results, cfg.results_dir, cfg.question)
 
 
-def make_client(cfg: Config):
-    """The official SDK; it retries 429 and 5xx itself with backoff (max_retries)."""
+def make_client(cfg: Config, base_url: str, api_key: str, **options):
+    """The official SDK. It retries 429 and 5xx itself with backoff (max_retries); strict
+    response validation turns a reply that is not what OpenAI sends (HTML, {}, a null id) into
+    an error instead of a broken object."""
     from openai import OpenAI
-    return OpenAI(max_retries=5, timeout=120)
+    return OpenAI(**{"base_url": base_url, "api_key": api_key, "max_retries": 5,
+                     "timeout": 120, "_strict_response_validation": True, **options})
+
+
+def open_service(cfg: Config, env: dict, stack: ExitStack):
+    """(client, service name for the state file) for this run's mode: the local service,
+    started in this process on a free port of 127.0.0.1, or OpenAI / --base-url."""
+    if env["mode"] == "openai":
+        return make_client(cfg, env["base_url"], os.environ["OPENAI_API_KEY"]), env["base_url"]
+    import finetune_service
+    url = stack.enter_context(finetune_service.serve(
+        "127.0.0.1", 0, data_dir=Path(cfg.output_dir) / "service"))
+    return make_client(cfg, url, "local-service-needs-no-key"), "local"
 
 
 def main(argv=None):
@@ -435,76 +546,145 @@ def main(argv=None):
     converted = convert_format(cfg, data, train, dev, console)
 
     edu_qa.step(console, 3, "Model configuration")
-    plan = configure_model(cfg, converted, len(test), console)
-    client = make_client(cfg) if cfg.execute else None
+    plan = configure_model(cfg, converted, len(test), console, env["mode"])
     prepared = time.perf_counter() - start
+    local = env["mode"] == "local"
+    if local:
+        plan_local = dict(plan, job=dict(plan["job"], model=cfg.local_model))
 
-    edu_qa.step(console, 4, "Fine-tuning / optimization")
-    try:
-        tuned = tune(cfg, client, converted, plan, console)
-        if tuned and tuned["cancelled"]:
-            return
-        job = tuned["job"] if tuned else None
-        if job is not None and job.status in ("failed", "cancelled"):
-            error = getattr(job, "error", None)
-            console.print(f"[bold red]job {job.id} {job.status}[/bold red]: "
-                          f"{getattr(error, 'code', None)}: {getattr(error, 'message', None)}")
+    with ExitStack() as stack:
+        state = None
+        try:
+            edu_qa.step(console, 4, "Fine-tuning / optimization")
+            client = None
+            if env["mode"] != "plan":
+                client, service = open_service(cfg, env, stack)
+                state = JobState(Path(cfg.output_dir) / "state.json", service,
+                                 sha256_file(converted["train_path"]))
+            tuned = tune(cfg, client, converted, plan_local if local else plan, state, console)
+            job = tuned["job"]
+            if cfg.cancel:
+                return
+            if job is not None and job.status != "succeeded":
+                return job_not_done(job, state, console)
 
-        edu_qa.step(console, 5, "Inference and demonstration")
-        inference = infer(cfg, client, job, test, console)
-    except _api_errors() as err:
-        raise edu_qa.UserError(f"OpenAI API: {type(err).__name__}: {err}") from None
+            edu_qa.step(console, 5, "Inference and demonstration")
+            if state:
+                state.doing = "POST /chat/completions"
+            inference = infer(cfg, client, job, test, console,
+                              cfg.local_model if local else cfg.model)
+            if job is not None:
+                list_checkpoints(client, job.id, console)
+        except KeyboardInterrupt:
+            where = f" during {state.doing}" if state else ""
+            sys.stdout.flush()
+            print(f"\nInterrupted{where}. Everything so far is saved in "
+                  f"{state.path if state else cfg.output_dir}; re-run the same command to "
+                  "continue: nothing is uploaded or created twice."
+                  + (" A job at OpenAI goes on, and is billed as it trains; add --cancel to "
+                     "cancel it." if env["mode"] == "openai" else ""), file=sys.stderr)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        except _api_errors() as err:
+            raise edu_qa.UserError(refusal(err, state, env)) from None
 
     edu_qa.step(console, 6, "Comparison")
-    results = edu_qa.new_results(METHOD, cfg, data, model=cfg.model, dry_run=client is None)
+    results = edu_qa.new_results(METHOD, cfg, data, model=cfg.local_model if local
+                                 else cfg.model, dry_run=job is None)
     results["dataset"]["train_used"] = len(train)
     results["wall_time_s"].update(prepare=round(prepared, 2),
                                   total=round(time.perf_counter() - start, 2))
     results["tokens"]["training"] = plan["trained_tokens"]
     results["cost_usd"] = {"amount": round(plan["training_cost"] + plan["inference_cost"], 4),
                            "kind": "estimated"}
-    results["artifact"] = {"path": str(converted["train_path"]),
-                           "bytes": converted["train_path"].stat().st_size}
     results["versions"] = env["versions"]
-    results["extra"] = {"epochs": plan["epochs"], "job_request": plan["job"],
+    results["extra"] = {"service": env["base_url"], "epochs": plan["epochs"],
+                        "job_request": plan["job"],
                         "token_distribution": converted["stats"]["distribution"],
                         "encoding": converted["stats"]["encoding"],
+                        "openai_estimate_usd": round(plan["training_cost"]
+                                                     + plan["inference_cost"], 4),
                         "price_per_1m_training_tokens": plan["price"],
                         "prices_checked": PRICES_CHECKED}
     if job is not None:
-        trained = getattr(job, "trained_tokens", None) or 0
-        results["data_left_machine"] = True
-        results["extra"].update(job_id=job.id, status=job.status)
-        results["wall_time_s"]["tune"] = round(tuned["seconds"], 2)
-        if job.status == "succeeded":
-            results["tuned_model"] = job.fine_tuned_model
-            results["artifact"] = {"path": job.fine_tuned_model, "bytes": 0}
-            results["tokens"]["training"] = trained
-            results["cost_usd"] = {"amount": round(trained * plan["price"] / 1e6, 4),
-                                   "kind": "actual"}
-            list_checkpoints(client, job.id, console)
-    if inference:
+        trained = job.trained_tokens or 0
+        results["extra"].update(job_id=job.id, status=job.status,
+                                hyperparameters=job.hyperparameters.model_dump())
+        # the job's own clock (created to finished), also right for a job resumed later
+        results["wall_time_s"]["tune"] = job.finished_at - job.created_at
+        results["tuned_model"] = job.fine_tuned_model
+        results["artifact"] = {"path": job.fine_tuned_model, "bytes": 0}
+        results["tokens"]["training"] = trained
         results.update(before=inference["scores"]["before"],
                        after=inference["scores"]["after"], predictions=inference["rows"])
         results["tokens"]["inference"] = inference["tokens"]
         results["wall_time_s"]["infer_per_question"] = round(inference["per_question"], 3)
+        if local:
+            results["title"] = "OpenAI-style fine-tuning, on the local service"
+            results["model"] = f"{cfg.local_model} (local OpenAI-compatible service)"
+            results["cost_usd"] = {"amount": 0.0, "kind": "local"}
+            adapter = Path(cfg.output_dir) / "service" / "models" / job.id / "final"
+            results["artifact"] = {"path": str(adapter), "bytes": edu_qa.disk_size(adapter)}
+        else:
+            usage = inference["usage"]
+            amount = trained * plan["price"] / 1e6 + \
+                usage_cost(cfg.model, "base", *usage["before"]) + \
+                usage_cost(cfg.model, "tuned", *usage["after"])
+            results["cost_usd"] = {"amount": round(amount, 4), "kind": "actual"}
+            results["data_left_machine"] = True
     results["prompt_template"] = "POST /chat/completions " + json.dumps(
         {"model": results.get("tuned_model") or cfg.model,
          "messages": edu_qa.chat_messages("{question}"), "temperature": 0})
     compare(cfg, data, results, console)
 
 
+def job_not_done(job, state: JobState, console):
+    """A failed or cancelled job, or one still running at --max-wait: say what happened and
+    what to do, and exit with its own status (results files are left as they were)."""
+    if job.status in ("failed", "cancelled"):
+        error = job.error
+        reason = f": {error.code}: {error.message}" if error else ""
+        console.print(f"job {job.id} {job.status}{reason}", markup=False, highlight=False)
+        console.print(f"To start a new job for this training file, add --new-job (job {job.id} "
+                      f"stays recorded in {state.path}).", markup=False)
+        raise SystemExit(EXIT_JOB_FAILED)
+    console.print(f"job {job.id} is {job.status}: no fine-tuned model yet; results unchanged",
+                  markup=False)
+    raise SystemExit(EXIT_STILL_RUNNING)
+
+
+def refusal(err, state, env) -> str:
+    """The API error in plain words: which request, what the service said (quoted), what
+    was kept."""
+    status = getattr(err, "status_code", None)
+    said = getattr(err, "message", None) or str(err)
+    body = getattr(err, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        said = body["message"]
+    what = f"{state.doing} failed" if state else "the request failed"
+    text = f"{what}: {type(err).__name__}{f' (HTTP {status})' if status else ''}: {said!r}"
+    if status in (401, 403, 404) and env["mode"] == "openai":
+        text += (". If fine-tuning is not available to this account: OpenAI closed self-serve "
+                 "fine-tuning to organizations that never fine-tuned (2026-05-07) or had no "
+                 "fine-tuned inference for 60 days (2026-07-02), and to everyone from "
+                 "2027-01-06; run without --execute to use the local service")
+    if state:
+        text += f". Nothing was lost: {state.path} keeps what was done; re-run to continue"
+    return text
+
+
 def list_checkpoints(client, job_id: str, console) -> None:
     for cp in client.fine_tuning.jobs.checkpoints.list(job_id).data:
-        console.print(f"checkpoint {cp.fine_tuned_model_checkpoint} at step {cp.step_number}",
-                      highlight=False)
+        loss = cp.metrics.valid_loss if cp.metrics else None
+        console.print(f"checkpoint {cp.fine_tuned_model_checkpoint} at step {cp.step_number}"
+                      + (f" (validation loss {loss:.3f})" if loss is not None else ""),
+                      markup=False, highlight=False)
 
 
 def _api_errors():
     if "openai" not in sys.modules:  # a dry run never imports the SDK
         return ()
     import openai
-    return (openai.APIError,)
+    return (openai.APIError, json.JSONDecodeError)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,10 @@ def plot_cost_time(results: dict[str, dict], path: Path) -> Path:
 def _hardware(res: dict) -> str:
     extra = res.get("extra", {})
     if res["method"] == "openai_finetune":
-        return "OpenAI's servers" if not res["dry_run"] else "none yet (dry run)"
+        if res["dry_run"]:
+            return "none yet (dry run)"
+        return "cpu (training, local OpenAI-compatible service)" \
+            if extra.get("service") == "local" else "the service's servers"
     if res.get("data_left_machine"):
         return "the hosted LM's servers"
     device = extra.get("device", "cpu")

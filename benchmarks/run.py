@@ -221,15 +221,23 @@ def main(argv=None):
     for script in SCRIPTS:
         wall, _ = median_run([script, "--help"], r, tmp)
         rows.append((f"`{script} --help` (median of {r})", f"{wall:.2f} s", "< 1 s"))
-    dry_runs = {"openai_finetune.py": ["openai_finetune.py", "--output-dir", str(tmp / "oft")],
+    dry_runs = {"openai_finetune.py": ["openai_finetune.py", "--dry-run",
+                                       "--output-dir", str(tmp / "oft")],
                 "dspy_example.py": ["dspy_example.py", "--lm", "openai/gpt-4o-mini",
                                     "--output-dir", str(tmp / "dspy")],
                 "huggingface_lora.py": ["huggingface_lora.py", "--model",
                                         "someone/not-downloaded-7B"]}
     for script, cmd in dry_runs.items():
         wall, rss = median_run(cmd, r, tmp)
-        rows.append((f"`{' '.join(cmd[:3] if script != 'openai_finetune.py' else cmd[:1])}` "
+        rows.append((f"`{' '.join(cmd[:3] if script != 'openai_finetune.py' else cmd[:2])}` "
                      f"dry run (median of {r})", f"{wall:.2f} s, {rss:.0f} MiB peak", "≤ 10 s"))
+
+    # a fresh process: Python, the imports, the app, listening on a free port of 127.0.0.1
+    ready = [run_child(["-c", "import finetune_service as f\n"
+                        f"with f.serve(data_dir={str(tmp / 'service')!r}): pass"])[0]
+             for _ in range(r)]
+    rows.append((f"local fine-tuning service ready, new process (median of {r})",
+                 f"{sorted(ready)[len(ready) // 2]:.2f} s", "≤ 5 s"))
 
     # The default runs come before anything is loaded in this process: a child starts as a
     # fork of it, and Linux counts the parent's pages in the child's peak resident memory.
@@ -242,8 +250,7 @@ def main(argv=None):
             total += cold
             rows.append((f"`{script}` default run, cold / warm",
                          f"{cold:.0f} s / {warm:.0f} s; peak {cold_rss:.0f} / "
-                         f"{warm_rss:.0f} MiB", "≤ 4 min cold" if script != "openai_finetune.py"
-                         else "≤ 10 s"))
+                         f"{warm_rss:.0f} MiB", "≤ 4 min cold"))
         rows.append(("all three default runs, cold, with the conversion (a fresh clone)",
                      f"{total / 60:.1f} min", "≤ 8 min"))
 

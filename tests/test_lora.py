@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 import edu_qa
 import huggingface_lora as lora
@@ -14,22 +16,42 @@ def test_prompt_tokens_are_masked(embedded_tokenizer):
     tok = embedded_tokenizer
     messages = edu_qa.chat_messages("What is the chemical symbol for gold?")
     prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    full = tok.apply_chat_template(messages + [{"role": "assistant", "content": "Au."}],
-                                   tokenize=False)
-    ex = lora.tokenize_example(tok, prompt, full, max_length=512)
+    ex = lora.tokenize_chat(tok, messages + [{"role": "assistant", "content": "Au."}],
+                            max_length=512)
     n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
     assert ex["labels"][:n_prompt] == [-100] * n_prompt
     assert ex["labels"][n_prompt:] == ex["input_ids"][n_prompt:]
     assert tok.decode(ex["input_ids"][n_prompt:]).startswith("Au.")
 
 
-def test_tiny_model_trains_saves_and_reloads_identically(tmp_path, tiny_model):
+def test_every_assistant_turn_carries_loss_unless_its_weight_is_0(embedded_tokenizer):
+    tok = embedded_tokenizer
+    chat = [{"role": "user", "content": "Symbol for gold?"},
+            {"role": "assistant", "content": "Au.", "weight": 0},
+            {"role": "user", "content": "And silver?"},
+            {"role": "assistant", "content": "Ag."}]
+    ex = lora.tokenize_chat(tok, chat, max_length=512)
+    learned = tok.decode([t for t, label in zip(ex["input_ids"], ex["labels"]) if label != -100])
+    assert learned.startswith("Ag.") and "Au." not in learned
+    chat[1]["weight"] = 1
+    ex = lora.tokenize_chat(tok, chat, max_length=512)
+    learned = tok.decode([t for t, label in zip(ex["input_ids"], ex["labels"]) if label != -100])
+    assert learned.startswith("Au.") and "Ag." in learned and "silver" not in learned
+    cut = lora.tokenize_chat(tok, chat, max_length=10)
+    assert len(cut["input_ids"]) == len(cut["labels"]) == len(cut["attention_mask"]) == 10
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_tiny_model_trains_saves_and_reloads_identically(tmp_path, tiny_model, precision):
+    """Both precisions on any CPU (bf16 is emulated where it is not native): the adapter on a
+    fresh base gives the trained model's logits bit for bit, computed in the same precision."""
     import torch
     from peft import PeftModel
     cfg = lora.Config(model=str(tiny_model), output_dir=str(tmp_path / "out"), train_size=16,
-                      epochs=4, learning_rate=3e-3, batch_size=4)
+                      epochs=4, learning_rate=3e-3, batch_size=4, precision=precision)
     console = edu_qa.console()
     data, train, dev, test, env = lora.prepare_data(cfg, console)
+    assert env["precision"] == precision
     tok = edu_qa.load_tokenizer(cfg.model)
     train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev, console)
     lora_config, shape, plan, reasons = lora.configure_model(cfg, env, train_ds, console)
@@ -48,9 +70,12 @@ def test_tiny_model_trains_saves_and_reloads_identically(tmp_path, tiny_model):
     model.eval()
     batch = tok(["<|im_start|>user\nWhat is DNA?<|im_end|>"], return_tensors="pt")
     with torch.no_grad():
-        assert torch.equal(model(**batch).logits, reloaded(**batch).logits)
+        tuned = model(**batch).logits
+        with lora.autocast(env):
+            again = reloaded(**batch).logits
+        assert torch.equal(tuned, again.float())
         with model.disable_adapter():  # and the adapter really changed the model
-            assert not torch.equal(model(**batch).logits, reloaded(**batch).logits)
+            assert not torch.equal(model(**batch).logits, tuned)
 
 
 def test_guard_big_model_prints_plan_loads_no_weights_opens_no_socket(
@@ -160,23 +185,34 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_model, monkeyp
     assert trainer.state.global_step == 8 and len(steps) == 4  # only the second epoch ran
 
 
-def test_merge_writes_a_standalone_model_with_the_same_outputs(tmp_path, tiny_model):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_merge_writes_a_standalone_model_with_the_same_outputs(tmp_path, tiny_model, precision):
     import torch
     from transformers import AutoModelForCausalLM
-    cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(tiny_model, tmp_path / "out",
-                                                                 epochs=1)
+    cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(
+        tiny_model, tmp_path / "out", epochs=1, precision=precision)
     _, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
     merged_dir = lora.merge(cfg, env, trained["adapter_dir"], console)
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     assert not any("lora" in name for name, _ in merged.named_parameters())
     model.eval()
     batch = tok(["<|im_start|>user\nWhat is DNA?<|im_end|>"], return_tensors="pt")
-    with torch.no_grad():
-        assert torch.allclose(model(**batch).logits, merged(**batch).logits, atol=1e-4)
+    with torch.no_grad(), lora.autocast(env):
+        tuned, standalone = model(**batch).logits.float(), merged(**batch).logits.float()
+    if precision == "fp32":
+        assert torch.allclose(tuned, standalone, atol=1e-4)
+    else:
+        # merging adds B@A into W before bf16 rounds it, the adapter adds it after: each
+        # product may differ by bf16's relative step (2^-8) of its size, a few such steps of
+        # the largest logit after two layers
+        step = 2 ** -8 * tuned.abs().max()
+        assert (tuned - standalone).abs().max() <= 4 * step
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_qlora_trains_a_4bit_base_reloads_it_identically_and_merges_in_bf16(tmp_path,
-                                                                            tiny_model):
+                                                                            tiny_model,
+                                                                            precision):
     """QLoRA for real: bitsandbytes holds the base in 4-bit NF4 (its CPU backend here; the same
     code runs on CUDA), only the adapter trains, the saved adapter on a fresh 4-bit base gives
     the same logits, and --merge reloads the base in bf16 instead of merging into 4-bit."""
@@ -184,7 +220,8 @@ def test_qlora_trains_a_4bit_base_reloads_it_identically_and_merges_in_bf16(tmp_
     import torch
     from peft import PeftModel
     cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(
-        tiny_model, tmp_path / "out", epochs=4, quantization="4bit", execute=True)
+        tiny_model, tmp_path / "out", epochs=4, quantization="4bit", execute=True,
+        precision=precision)
     up = model.get_base_model().model.layers[0].mlp.up_proj.base_layer
     assert isinstance(up, bnb.nn.Linear4bit)
     assert up.weight.quant_state.quant_type == "nf4" and up.weight.quant_state.nested
@@ -198,7 +235,13 @@ def test_qlora_trains_a_4bit_base_reloads_it_identically_and_merges_in_bf16(tmp_
     batch = tok(["<|im_start|>user\nWhat is DNA?<|im_end|>"], return_tensors="pt")
     with torch.no_grad():
         tuned = model(**batch).logits
-        assert torch.equal(tuned, reloaded(**batch).logits)
+        with lora.autocast(env):
+            again = reloaded(**batch).logits.float()
+    if precision == "fp32" and not lora.cpu_has_native_bf16():
+        assert torch.equal(tuned, again)
+    else:  # bf16 compute, or bitsandbytes' bf16 CPU kernel where the CPU has native bf16:
+        # the two agree within bf16's relative step (2^-8)
+        assert (tuned - again).abs().max() <= 2 * 2 ** -8 * tuned.abs().max()
     merged_dir = lora.merge(cfg, env, trained["adapter_dir"], console)
     config = json.loads((merged_dir / "config.json").read_text())
     assert "quantization_config" not in config and config["dtype"] == "bfloat16"

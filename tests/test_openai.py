@@ -1,5 +1,6 @@
-"""openai_finetune.py offline: format checks, tokens/epochs/cost, the guard, the live path
-against a fake transport (errors) and against a mock server generated from OpenAI's spec."""
+"""openai_finetune.py offline: format checks, tokens/epochs/cost, the guard; the default run
+against the local service (tiny model); the live path against a fake transport (errors, a
+hostile server, Ctrl-C) and against a mock server generated from OpenAI's spec."""
 
 import json
 import shutil
@@ -9,10 +10,13 @@ import time
 
 import pytest
 
+import chat_format
 import edu_qa
+import finetune_service
 import openai_finetune as oft
 from conftest import ROOT
 
+MAKE_CLIENT = oft.make_client  # the script's own, before any test patches it
 GOOD = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
                      {"role": "assistant", "content": "a"}]}
 
@@ -32,13 +36,13 @@ GOOD = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "conte
      "example_missing_assistant_message"),
 ])
 def test_each_format_error_is_counted(example, error):
-    errors, _ = oft.check_format([GOOD, example, GOOD])
+    errors, _ = chat_format.check_format([GOOD, example, GOOD])
     assert errors == {error: 1}
 
 
 def test_format_warnings_and_clean_data():
-    assert oft.check_format([GOOD] * 3) == ({}, {})
-    _, warnings = oft.check_format([{"messages": [{"role": "assistant", "content": "a"}]}])
+    assert chat_format.check_format([GOOD] * 3) == ({}, {})
+    _, warnings = chat_format.check_format([{"messages": [{"role": "assistant", "content": "a"}]}])
     assert warnings == {"no_system_message": 1, "no_user_message": 1}
 
 
@@ -62,14 +66,14 @@ def test_percentiles_are_labelled_correctly():
 @pytest.mark.parametrize("n,epochs", [(72, 3), (34, 3), (30, 3), (20, 5), (10, 10), (4, 25),
                                       (10_000, 2), (50_000, 1)])
 def test_default_epochs_rule(n, epochs):
-    assert oft.default_epochs(n) == epochs
+    assert chat_format.default_epochs(n) == epochs
 
 
 def test_cost_estimate_by_hand(tmp_path):
     cfg = oft.Config(output_dir=str(tmp_path))
     converted = {"examples": [GOOD] * 72, "stats": {"lengths": [70] * 72,
                                                   "distribution": {"mean": 70}}}
-    plan = oft.configure_model(cfg, converted, 24, edu_qa.console())
+    plan = oft.configure_model(cfg, converted, 24, edu_qa.console(), "openai")
     assert plan["epochs"] == 3 and plan["billable_tokens"] == 72 * 70
     assert plan["training_cost"] == pytest.approx(72 * 70 * 3 * 3.00 / 1e6)
     # inference: 24 questions x (base + tuned) x (70 prompt, 64 output tokens)
@@ -78,19 +82,25 @@ def test_cost_estimate_by_hand(tmp_path):
     assert plan["job"]["method"] == {"type": "supervised", "supervised": {"hyperparameters": {
         "n_epochs": 3, "batch_size": "auto", "learning_rate_multiplier": "auto"}}}
     with pytest.raises(edu_qa.UserError, match="above --max-cost"):
-        oft.configure_model(oft.Config(max_cost=0.001), converted, 24, edu_qa.console())
+        oft.configure_model(oft.Config(max_cost=0.001), converted, 24, edu_qa.console(),
+                            "openai")
+    for mode in ("plan", "local"):  # only a paid job is refused
+        oft.configure_model(oft.Config(max_cost=0.001), converted, 24, edu_qa.console(), mode)
+    oft.configure_model(oft.Config(max_cost=0.001, cancel=True), converted, 24,
+                        edu_qa.console(), "openai")
 
 
 def test_dry_run_opens_no_socket_and_regenerates_the_committed_file(tmp_path, no_network,
                                                                     capsys):
     committed = oft.TRAINING_FILE.read_bytes()
-    code = edu_qa.run(oft.main, ["--output-dir", str(tmp_path / "out"),
+    code = edu_qa.run(oft.main, ["--dry-run", "--output-dir", str(tmp_path / "out"),
                                  "--results-dir", str(tmp_path / "results")])
     out = capsys.readouterr().out
     assert code == 0 and no_network == []
     assert oft.TRAINING_FILE.read_bytes() == committed  # regenerated identically
-    assert "would send: POST /fine_tuning/jobs" in out
-    assert "would send: POST /chat/completions" in out
+    assert "would send to OpenAI: POST /fine_tuning/jobs" in out
+    assert "would send to OpenAI: POST /chat/completions" in out
+    assert "2027-01-06" in out
     # the line is printed whole, exactly as uploaded (no wrapping at the terminal width)
     assert oft.TRAINING_FILE.read_text().splitlines()[0] in out.splitlines()
     res = json.loads((tmp_path / "results" / "openai_finetune.json").read_text())
@@ -105,7 +115,7 @@ def test_other_data_never_overwrites_the_shipped_file(tmp_path, no_network):
     data = tmp_path / "mine.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     code = edu_qa.run(oft.main, ["--data", str(data), "--output-dir", str(tmp_path / "out"),
-                                 "--results-dir", str(tmp_path / "results")])
+                                 "--results-dir", str(tmp_path / "results"), "--dry-run"])
     assert code == 0
     assert oft.TRAINING_FILE.read_bytes() == committed
     assert (tmp_path / "out" / "training.jsonl").exists()
@@ -125,9 +135,7 @@ def test_key_is_never_printed_or_written(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     api = FakeAPI()
     patch_client(monkeypatch, api)
-    code = edu_qa.run(oft.main, ["--execute", "--output-dir", str(tmp_path / "out"),
-                                 "--results-dir", str(tmp_path / "results"),
-                                 "--poll-interval", "0"])
+    code = run_live(tmp_path)
     captured = capsys.readouterr()
     assert code == 0
     assert secret not in captured.out + captured.err
@@ -136,21 +144,62 @@ def test_key_is_never_printed_or_written(tmp_path, monkeypatch, capsys):
             assert secret not in path.read_text(errors="replace")
 
 
+# ---- the default run: the whole workflow on the local service ----------------------------
+
+def test_default_run_trains_on_the_local_service_and_measures_before_and_after(
+        tmp_path, tiny_model, no_network, monkeypatch, capsys):
+    """No flags: a local OpenAI-compatible service on 127.0.0.1 (here with a tiny model as
+    its base), the same SDK calls, a measured row; nothing leaves the machine."""
+    monkeypatch.setattr(finetune_service, "BASE_MODELS",
+                        {oft.LOCAL_MODEL: str(tiny_model)})
+    args = ["--output-dir", str(tmp_path / "out"), "--results-dir", str(tmp_path / "results"),
+            "--train-size", "12", "--epochs", "1", "--max-new-tokens", "4"]
+    assert edu_qa.run(oft.main, args) == 0
+    out = capsys.readouterr().out
+    assert no_network == []  # only 127.0.0.1
+    assert "would send to OpenAI: POST /fine_tuning/jobs" in out
+    assert "[info] Fine-tuning job started" in out and "job ftjob-" in out
+    res = json.loads((tmp_path / "results" / "openai_finetune.json").read_text())
+    assert res["dry_run"] is False and res["data_left_machine"] is False
+    assert res["cost_usd"] == {"amount": 0.0, "kind": "local"}
+    assert res["before"]["n"] == res["after"]["n"] == 24
+    assert res["tuned_model"].startswith(f"ft:{oft.LOCAL_MODEL}:local:edu-qa:")
+    assert res["tokens"]["training"] > 0 and res["wall_time_s"]["tune"] >= 0
+    assert res["extra"]["service"] == "local" and res["extra"]["openai_estimate_usd"] > 0
+    # a re-run resumes the recorded job: nothing uploaded or trained again
+    assert edu_qa.run(oft.main, args) == 0
+    again = capsys.readouterr().out
+    assert "resuming job" in again and "uploaded training.jsonl:" not in again
+
+
+def test_cancel_and_dry_run_contradict(tmp_path, no_network, capsys):
+    assert edu_qa.run(oft.main, ["--dry-run", "--cancel", "--output-dir", str(tmp_path)]) == 2
+    assert "--cancel needs a service" in capsys.readouterr().err
+    assert edu_qa.run(oft.main, ["--dry-run", "--execute", "--output-dir", str(tmp_path)]) == 2
+
+
 # ---- the live path against a fake transport: what a mock server cannot produce -------------
 
 class FakeAPI:
     """Just enough of OpenAI's API for one job; statuses and failures are scripted."""
 
-    def __init__(self, statuses=("running", "succeeded"), fail_first=None, fail_always=None):
+    def __init__(self, statuses=("running", "succeeded"), fail_first=None, fail_always=None,
+                 reply=None, interrupt=None, event_text="Step 10/27"):
         self.statuses, self.fail_first, self.fail_always = list(statuses), fail_first, fail_always
-        self.calls, self.failed = [], set()
+        self.reply, self.interrupt, self.event_text = reply, interrupt, event_text
+        self.calls, self.failed, self.created = [], set(), []
 
     def __call__(self, request):
         import httpx2
         key = f"{request.method} {request.url.path.removeprefix('/v1')}"
         self.calls.append(key)
+        if self.reply and key.startswith(self.reply[0]):
+            return httpx2.Response(200, content=self.reply[1], headers={
+                "content-type": self.reply[2]})
         if self.fail_always and key.startswith(self.fail_always[0]):
-            return httpx2.Response(self.fail_always[1], json={"error": {"message": "boom"}})
+            return httpx2.Response(self.fail_always[1], json={"error": {
+                "message": "fine-tuning is not available [to this org]", "type": "x",
+                "param": None, "code": None}})
         if self.fail_first and key.startswith(self.fail_first[0]) and key not in self.failed:
             self.failed.add(key)
             return httpx2.Response(self.fail_first[1], json={"error": {"message": "slow down"}},
@@ -162,12 +211,23 @@ class FakeAPI:
                "fine_tuned_model": None, "finished_at": None, "trained_tokens": None,
                "error": None}
         if key == "POST /files":
+            if self.interrupt == key:
+                raise KeyboardInterrupt
             n = sum(c == key for c in self.calls)
             return httpx2.Response(200, json={
                 "id": f"file-{n}", "object": "file", "bytes": 1, "created_at": 1,
                 "filename": "x.jsonl", "purpose": "fine-tune", "status": "processed"})
         if key == "POST /fine_tuning/jobs":
+            self.created.append(json.loads(request.content))
+            if self.interrupt == key:  # the job was made; the reply never arrives
+                raise KeyboardInterrupt
             return httpx2.Response(200, json=job)
+        if key == "GET /fine_tuning/jobs":
+            wanted = request.url.params.get("metadata[edu_qa_request]")
+            mine = [dict(job, metadata=c["metadata"]) for c in self.created
+                    if c["metadata"]["edu_qa_request"] == wanted]
+            return httpx2.Response(200, json={"object": "list", "has_more": False,
+                                              "data": mine})
         if key == "GET /fine_tuning/jobs/ftjob-1":
             status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
             job["status"] = status
@@ -175,13 +235,14 @@ class FakeAPI:
                 job.update(fine_tuned_model="ft:gpt-4o-mini-2024-07-18:org:edu-qa:abc",
                            trained_tokens=15390, finished_at=2)
             if status == "failed":
-                job["error"] = {"code": "invalid_training_file", "message": "bad line 3",
-                                "param": "training_file"}
+                job.update(finished_at=2, error={"code": "invalid_training_file",
+                                                 "message": "bad line 3",
+                                                 "param": "training_file"})
             return httpx2.Response(200, json=job)
         if key == "GET /fine_tuning/jobs/ftjob-1/events":
             return httpx2.Response(200, json={"object": "list", "has_more": False, "data": [
                 {"id": "ev-2", "object": "fine_tuning.job.event", "created_at": 2,
-                 "level": "info", "message": "Step 10/27", "type": "metrics",
+                 "level": "info", "message": self.event_text, "type": "metrics",
                  "data": {"step": 10, "train_loss": 0.5}},
                 {"id": "ev-1", "object": "fine_tuning.job.event", "created_at": 1,
                  "level": "info", "message": "Job started"}]})
@@ -196,8 +257,8 @@ class FakeAPI:
             tuned = body["model"].startswith("ft:")
             return httpx2.Response(200, json={
                 "id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                    "role": "assistant",
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
+                    "role": "assistant", "refusal": None,
                     "content": "Carbon dioxide." if tuned else "I am not sure."}}],
                 "usage": {"prompt_tokens": 40, "completion_tokens": 5, "total_tokens": 45}})
         if key == "POST /fine_tuning/jobs/ftjob-1/cancel":
@@ -206,10 +267,10 @@ class FakeAPI:
 
 
 def patch_client(monkeypatch, api, max_retries=2):
+    """The script's own client (strict validation included) over a fake transport."""
     import httpx2
-    from openai import OpenAI
-    monkeypatch.setattr(oft, "make_client", lambda cfg: OpenAI(
-        base_url="http://127.0.0.1:9/v1", max_retries=max_retries,
+    monkeypatch.setattr(oft, "make_client", lambda cfg, url, key: MAKE_CLIENT(
+        cfg, "http://127.0.0.1:9/v1", key, max_retries=max_retries,
         http_client=httpx2.Client(transport=httpx2.MockTransport(api))))
 
 
@@ -232,12 +293,15 @@ def test_live_path_with_429_retry_and_resume_without_second_upload(tmp_path, key
     out = capsys.readouterr().out
     assert api.calls.count("POST /files") == 3  # 2 files, one retried after the 429
     assert api.calls.count("POST /fine_tuning/jobs") == 1
-    assert "train loss 0.5" in out and "ckpt-step-18" in out
+    assert "[info] Step 10/27" in out and "ckpt-step-18" in out
     res = json.loads((tmp_path / "results" / "openai_finetune.json").read_text())
     assert res["dry_run"] is False and res["data_left_machine"] is True
     assert res["tuned_model"].startswith("ft:")
     assert res["before"]["accuracy"] < res["after"]["accuracy"]
-    assert res["cost_usd"] == {"amount": round(15390 * 3.00 / 1e6, 4), "kind": "actual"}
+    # training, plus step 5's 24 questions to the base and to the tuned model
+    inference = 24 * (40 * 0.15 + 5 * 0.60 + 40 * 0.30 + 5 * 1.20) / 1e6
+    assert res["cost_usd"] == {"amount": round(15390 * 3.00 / 1e6 + inference, 4),
+                               "kind": "actual"}
 
     api2 = FakeAPI(statuses=("succeeded",))
     patch_client(monkeypatch, api2)
@@ -246,41 +310,107 @@ def test_live_path_with_429_retry_and_resume_without_second_upload(tmp_path, key
     assert "POST /files" not in api2.calls and "POST /fine_tuning/jobs" not in api2.calls
 
 
-def test_server_error_on_job_create_keeps_uploads_for_the_rerun(tmp_path, key, monkeypatch,
-                                                                 capsys):
-    api = FakeAPI(fail_always=("POST /fine_tuning/jobs", 500))
+def test_a_refusal_is_said_in_plain_words_and_keeps_uploads_for_the_rerun(
+        tmp_path, key, monkeypatch, capsys):
+    api = FakeAPI(fail_always=("POST /fine_tuning/jobs", 403))
     patch_client(monkeypatch, api, max_retries=1)
     assert run_live(tmp_path) == 2
-    assert "InternalServerError" in capsys.readouterr().err
-    assert api.calls.count("POST /fine_tuning/jobs") == 2  # the SDK retried once
+    err = capsys.readouterr().err
+    assert "POST /fine_tuning/jobs failed: PermissionDeniedError (HTTP 403)" in err
+    assert "'fine-tuning is not available [to this org]'" in err  # quoted, literally
+    assert "2027-01-06" in err and "Traceback" not in err
+    assert api.calls.count("POST /fine_tuning/jobs") == 1  # a 403 is not retried
     api2 = FakeAPI()
     patch_client(monkeypatch, api2)
     assert run_live(tmp_path) == 0
-    assert "POST /files" not in api2.calls  # the files uploaded before the 500 are reused
+    assert "POST /files" not in api2.calls  # the files uploaded before the 403 are reused
 
 
-def test_failed_job_reports_openai_error(tmp_path, key, monkeypatch, capsys):
-    patch_client(monkeypatch, FakeAPI(statuses=("running", "failed")))
+@pytest.mark.parametrize("body,ctype", [(b"<html>Bad gateway</html>", "text/html"),
+                                        (b"{not json", "application/json"),
+                                        (b"{}", "application/json"),
+                                        (b'{"id": null, "object": "file"}', "application/json")])
+def test_a_hostile_reply_stops_cleanly_and_saves_no_null_id(tmp_path, key, monkeypatch, capsys,
+                                                             body, ctype):
+    patch_client(monkeypatch, FakeAPI(reply=("POST /files", body, ctype)), max_retries=0)
+    assert run_live(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "POST /files (openai_edu_qa_training.jsonl) failed" in err
+    assert "Traceback" not in err
+    state = tmp_path / "out" / "state.json"
+    assert not state.exists() or "null" not in state.read_text()
+    patch_client(monkeypatch, FakeAPI())  # and the next run is not broken by it
     assert run_live(tmp_path) == 0
-    out = capsys.readouterr().out
-    assert "invalid_training_file: bad line 3" in out
-    res = json.loads((tmp_path / "results" / "openai_finetune.json").read_text())
-    assert res["extra"]["status"] == "failed" and res["after"] is None
 
 
-def test_max_wait_leaves_the_job_running_and_says_how_to_resume(tmp_path, key, monkeypatch,
+def test_a_corrupt_state_file_is_named_not_a_traceback(tmp_path, key, monkeypatch, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "state.json").write_text('{"version": 2, "services": {"x": {"s": '
+                                                 '{"job_id": null}}}}')
+    patch_client(monkeypatch, FakeAPI())
+    assert run_live(tmp_path) == 2
+    assert "state.json: not a state file this script can read" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_upload_exits_130_and_the_rerun_goes_on(tmp_path, key, monkeypatch,
+                                                               capsys):
+    patch_client(monkeypatch, FakeAPI(interrupt="POST /files"))
+    assert run_live(tmp_path) == oft.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "Interrupted during POST /files" in err and "Traceback" not in err
+    api = FakeAPI()
+    patch_client(monkeypatch, api)
+    assert run_live(tmp_path) == 0
+    assert api.calls.count("POST /fine_tuning/jobs") == 1
+
+
+def test_ctrl_c_after_the_job_was_created_never_creates_a_second(tmp_path, key, monkeypatch,
                                                                  capsys):
+    api = FakeAPI(interrupt="POST /fine_tuning/jobs")
+    patch_client(monkeypatch, api)
+    assert run_live(tmp_path) == oft.EXIT_INTERRUPTED
+    assert "Interrupted during POST /fine_tuning/jobs" in capsys.readouterr().err
+    api.interrupt = None  # the same service, which now holds the job
+    api.calls.clear()
+    assert run_live(tmp_path) == 0
+    assert "nothing created again" in capsys.readouterr().out
+    assert "POST /fine_tuning/jobs" not in api.calls and len(api.created) == 1
+    assert api.created[0]["metadata"]["training_sha256"] == oft.sha256_file(oft.TRAINING_FILE)
+
+
+def test_failed_job_says_why_exits_3_and_new_job_starts_another(tmp_path, key, monkeypatch,
+                                                                 capsys):
+    patch_client(monkeypatch, FakeAPI(statuses=("running", "failed")))
+    assert run_live(tmp_path) == oft.EXIT_JOB_FAILED
+    out = capsys.readouterr().out
+    assert "failed: invalid_training_file: bad line 3" in out and "--new-job" in out
+    assert not (tmp_path / "results" / "openai_finetune.json").exists()
+    patch_client(monkeypatch, FakeAPI(statuses=("failed",)))
+    assert run_live(tmp_path) == oft.EXIT_JOB_FAILED  # the same, not "None: None", exit 0
+    api = FakeAPI()
+    patch_client(monkeypatch, api)
+    assert run_live(tmp_path, "--new-job") == 0
+    assert api.calls.count("POST /fine_tuning/jobs") == 1 and "POST /files" not in api.calls
+
+
+def test_event_text_is_shown_literally(tmp_path, key, monkeypatch, capsys):
+    patch_client(monkeypatch, FakeAPI(event_text="loss [/b] for a[i] [bold]x[/bold]"))
+    assert run_live(tmp_path) == 0
+    assert "[info] loss [/b] for a[i] [bold]x[/bold]" in capsys.readouterr().out
+
+
+def test_max_wait_leaves_the_job_running_and_exits_4(tmp_path, key, monkeypatch, capsys):
     patch_client(monkeypatch, FakeAPI(statuses=("running",)))
-    assert run_live(tmp_path, "--max-wait", "0") == 0
+    assert run_live(tmp_path, "--max-wait", "0") == oft.EXIT_STILL_RUNNING
     assert "--max-wait reached; job ftjob-1 goes on" in capsys.readouterr().out
 
 
-def test_cancel(tmp_path, key, monkeypatch, capsys):
+def test_cancel_is_not_refused_by_max_cost(tmp_path, key, monkeypatch, capsys):
     patch_client(monkeypatch, FakeAPI(statuses=("running",)))
     run_live(tmp_path, "--max-wait", "0")
     api = FakeAPI()
     patch_client(monkeypatch, api)
-    assert run_live(tmp_path, "--cancel") == 0
+    assert run_live(tmp_path, "--cancel", "--max-cost", "0.00001") == 0
     assert "POST /fine_tuning/jobs/ftjob-1/cancel" in api.calls
     assert "is cancelled" in capsys.readouterr().out
 
@@ -319,14 +449,13 @@ def mock_server():
 
 
 def test_contract_live_path_against_openai_spec(tmp_path, mock_server, monkeypatch, capsys):
-    from openai import OpenAI
     monkeypatch.setenv("OPENAI_API_KEY", "sk-contract-test")
     monkeypatch.setenv("OPENAI_BASE_URL", mock_server)
     uploads = []
 
-    def client(cfg):
-        c = OpenAI(max_retries=0, default_headers={"X-Steady-Seed": SUCCEEDED_SEED,
-                                                   "X-Steady-Reject-On-Error": "true"})
+    def client(cfg, url, key):
+        c = MAKE_CLIENT(cfg, url, key, max_retries=0, default_headers={
+            "X-Steady-Seed": SUCCEEDED_SEED, "X-Steady-Reject-On-Error": "true"})
         real = c.files.create
         c.files.create = lambda **kw: uploads.append(kw["purpose"]) or real(**kw)
         return c
@@ -339,7 +468,7 @@ def test_contract_live_path_against_openai_spec(tmp_path, mock_server, monkeypat
     assert res["dry_run"] is False and res["before"]["n"] == res["after"]["n"] == 24
     assert res["extra"]["status"] == "succeeded"
     state = json.loads((tmp_path / "out" / "state.json").read_text())
-    assert len(state) == 1
+    assert len(state["services"][mock_server]) == 1  # one job, for one training file
 
     uploads.clear()
     assert run_live(tmp_path) == 0
