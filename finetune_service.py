@@ -452,6 +452,15 @@ def create_app(data_dir: str | Path = DEFAULT_DATA_DIR, base_models: dict[str, s
         """(organization id, the org part of an ft: model name) for a caller."""
         return ("org-local", "local") if who == "local" else (f"org-{who[:12]}", who[:12])
 
+    async def json_body(request: Request) -> dict:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise APIError(400, "the body must be JSON") from None
+        if not isinstance(body, dict):
+            raise APIError(400, "the body must be a JSON object")
+        return body
+
     def listing(items: list[dict], **extra) -> dict:
         return {"object": "list", "data": items, "has_more": False, **extra}
 
@@ -516,12 +525,7 @@ def create_app(data_dir: str | Path = DEFAULT_DATA_DIR, base_models: dict[str, s
     @app.post("/v1/fine_tuning/jobs")
     async def create_job(request: Request):
         who = owner(request)
-        try:
-            body = await request.json()
-        except ValueError:
-            raise APIError(400, "the body must be JSON") from None
-        if not isinstance(body, dict):
-            raise APIError(400, "the body must be a JSON object")
+        body = await json_body(request)
         idem = request.headers.get("idempotency-key")
         with store.lock:
             if idem:  # the same request sent again (a retry, a re-run): the same job
@@ -656,11 +660,8 @@ def create_app(data_dir: str | Path = DEFAULT_DATA_DIR, base_models: dict[str, s
     async def chat(request: Request):
         import asyncio
         who = owner(request)
-        try:
-            body = await request.json()
-        except ValueError:
-            raise APIError(400, "the body must be JSON") from None
-        messages = body.get("messages") if isinstance(body, dict) else None
+        body = await json_body(request)
+        messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(
                 isinstance(m, dict) and isinstance(m.get("role"), str)
                 and isinstance(m.get("content"), str) for m in messages):
