@@ -140,7 +140,7 @@ def convert_format(cfg: Config, train, console):
     # hide the failure we want students to see (and count).
     adapter = dspy.ChatAdapter(use_json_adapter_fallback=False)
     messages = adapter.format(TutorAnswer, demos=[], inputs={"question": train[0].question})
-    console.print("[bold]The messages DSPy sends for one question (zero-shot):[/bold]")
+    edu_qa.say(console, "The messages DSPy sends for one question (zero-shot):")
     console.print(render_messages(messages), markup=False, highlight=False, soft_wrap=True)
     return TutorAnswer, adapter
 
@@ -273,8 +273,8 @@ def tune(cfg: Config, program, train, dev, metric, console):
     console.print(f"dev F1, optimized program: {after_dev.score / 100:.2f} | "
                   f"optimized in {seconds:.1f} s")
     predictor = optimized.predictors()[0]
-    console.print(f"[bold]What the optimizer chose:[/bold] {len(predictor.demos)} demos; "
-                  f"instruction: {predictor.signature.instructions!r}", highlight=False)
+    edu_qa.say(console, "What the optimizer chose: ", f"{len(predictor.demos)} demos; "
+               f"instruction: {predictor.signature.instructions!r}")
     for i, demo in enumerate(predictor.demos, 1):
         kind = "bootstrapped" if demo.get("augmented") else "labeled"
         console.print(f"  demo {i} ({kind}): {demo['question']} -> {demo['answer'][:80]}",
@@ -311,11 +311,11 @@ def infer(cfg: Config, program, optimized, test, metric, data, lm, console):
     if failures["before"]:
         raw = next((h for h in lm.history if "[[ ## answer ## ]]" not in history_text(h)), None)
         if raw is not None:
-            console.print("[bold]A reply the adapter could not parse[/bold] (no "
-                          "'[[ ## answer ## ]]' field; the demos teach the format):")
+            edu_qa.say(console, "A reply the adapter could not parse", " (no "
+                       "'[[ ## answer ## ]]' field; the demos teach the format):")
             console.print(repr(history_text(raw)), markup=False, highlight=False)
     edu_qa.show_side_by_side(console, rows, title="zero-shot vs optimized prompt, test questions")
-    console.print("[bold]The optimized prompt, as last sent to the LM:[/bold]")
+    edu_qa.say(console, "The optimized prompt, as last sent to the LM:")
     lm.inspect_history(n=1)
     return scores, rows, failures, {"seconds": seconds,
                                     "per_question": seconds / (2 * len(examples))}
@@ -342,7 +342,7 @@ def compare(cfg: Config, data, results: dict, console) -> None:
 
 
 def print_plan(cfg: Config, calls: dict, cost: dict, console) -> None:
-    console.print("[bold yellow]Plan only: no LM was called.[/bold yellow]")
+    console.print("Plan only: no LM was called.", style="bold yellow")
     console.print(f"LM calls, at most: {calls['total']} ({calls['optimize']} to optimize with "
                   f"{cfg.optimizer}, {calls['evaluate']} to evaluate)")
     console.print(f"tokens, estimated: {cost['input_tokens']:,} in "

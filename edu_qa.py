@@ -26,6 +26,7 @@ import re
 import string
 import sys
 import time
+import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -34,6 +35,7 @@ DATA_FILE = HERE / "small_edu_qa.jsonl"
 RESULTS_DIR = HERE / "results"
 SPLITS = ("train", "dev", "test")
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # used only for records whose file gives no split
+MAX_LINE_BYTES = 100_000  # one question and answer; a longer line is a mistaken file
 
 # One system prompt for every method, so that only the method differs between the scripts.
 SYSTEM_PROMPT = (
@@ -104,7 +106,7 @@ def run(main, argv=None) -> int:
     try:
         main(argv)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {visible(err)}", file=sys.stderr)
         return 2
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
@@ -112,7 +114,8 @@ def run(main, argv=None) -> int:
 
 
 def print_config(console, cfg) -> None:
-    console.print("[bold]config[/bold] " + json.dumps(dataclasses.asdict(cfg), default=str))
+    say(console, "config ", json.dumps(dataclasses.asdict(cfg), default=str,
+                                       ensure_ascii=False))
 
 
 def print_versions(console, versions: dict) -> None:
@@ -134,7 +137,7 @@ def print_scores(console, scores: dict, notes: dict | None = None) -> None:
 
 
 def step(console, number: int, title: str) -> None:
-    console.rule(f"[bold]Step {number}. {title}")
+    console.rule(f"Step {number}. {title}", style="bold")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -183,11 +186,18 @@ def load_qa(path: str | Path = DATA_FILE, seed: int = 0) -> QADataset:
                             "save the file as UTF-8") from None
         if not line.strip():
             continue
+        if len(line_bytes) > MAX_LINE_BYTES:
+            raise UserError(f"{where}: this line is {len(line_bytes):,} bytes; a question and "
+                            f"its answer fit in {MAX_LINE_BYTES:,} (is the file one JSON "
+                            "document rather than one object per line?)")
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
             raise UserError(f"{where}: invalid JSON ({err.msg} at column {err.colno}); "
                             "each line must be one JSON object") from None
+        except RecursionError:
+            raise UserError(f"{where}: JSON nested too deeply to read; each line must be one "
+                            'flat object like {"question": "...", "answer": "..."}') from None
         if not isinstance(obj, dict):
             raise UserError(f"{where}: expected a JSON object like "
                             '{"question": "...", "answer": "..."}, '
@@ -202,6 +212,15 @@ def load_qa(path: str | Path = DATA_FILE, seed: int = 0) -> QADataset:
                                 f"got {type(obj[field]).__name__}")
             if field in obj and not obj[field].strip():
                 raise UserError(f'{where}: field "{field}" is blank; give it text or remove it')
+            if field in obj:
+                try:
+                    obj[field].encode("utf-8")
+                except UnicodeEncodeError as err:
+                    bad = obj[field][err.start]
+                    raise UserError(f'{where}: field "{field}" holds the escape '
+                                    f"\\u{ord(bad):04x}, half of a UTF-16 pair with no other "
+                                    "half: it is not text. Fix the program that wrote the file, "
+                                    "or remove it") from None
         split = obj.get("split")
         if split is not None and split not in SPLITS:
             raise UserError(f'{where}: split "{split}" is not one of train, dev, test')
@@ -223,7 +242,7 @@ def load_qa(path: str | Path = DATA_FILE, seed: int = 0) -> QADataset:
         raise UserError(f"{path}:1: the file is empty; it needs one JSON object per line with "
                         '"question" and "answer"')
     _assign_missing_splits(records, seed)
-    for name in ("train", "test"):
+    for name in SPLITS:  # train to learn from, dev to choose on, test to score
         if not any(r.split == name for r in records):
             raise UserError(f"{path}:{records[-1].line}: no record is in the {name} split; "
                             f'mark some lines "split": "{name}" or leave splits out to get '
@@ -881,7 +900,7 @@ def print_one_question(console, dataset: QADataset, choice: str | None,
     console.print(table)
     for r in rows:
         if r.get("prompt"):
-            console.print(f"[bold]What {r['who'].split(',')[0]} sends its model:[/bold]")
+            say(console, f"What {r['who'].split(',')[0]} sends its model:")
             console.print(r["prompt"].replace("{question}", ex.question), markup=False,
                           highlight=False, soft_wrap=True)
 
@@ -925,6 +944,43 @@ def use_offline_tiktoken() -> None:
             os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
 
 
+def visible(text) -> str:
+    """Text from data or a server, safe to show exactly as written: control characters, line
+    and paragraph separators, bidirectional overrides and lone surrogates become escapes
+    (\\x1b, \\u2028, ...) instead of acting on the terminal; newlines and tabs stay."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch in "\n\t" or ch.isprintable() or (
+                unicodedata.category(ch) == "Cf" and ch not in BIDI_CONTROLS):
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return "".join(out)
+
+
+BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def console():
+    """The one console every script prints with. Markup and emoji codes are off, so text from
+    data or a server ("a[i]", "[/b]", ":x:") shows as written, and every string passes through
+    visible(); styles are given with style=, never inside the text."""
     from rich.console import Console
-    return Console(width=int(os.environ.get("COLUMNS", 120)))
+
+    class LiteralConsole(Console):
+        def render_str(self, text, **kwargs):
+            return super().render_str(visible(text), **kwargs)
+
+    return LiteralConsole(width=int(os.environ.get("COLUMNS", 120)), markup=False,
+                          emoji=False, highlight=False)
+
+
+def say(console, label: str, text: str = "") -> None:
+    """One line: a bold label, then text shown literally."""
+    from rich.text import Text
+    console.print(Text.assemble((visible(label), "bold"), visible(text)))

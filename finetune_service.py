@@ -118,8 +118,8 @@ class Store:
                     record = json.loads(path.read_text(encoding="utf-8"))
                     table[record["object"]["id"]] = record
                 except (OSError, ValueError, KeyError, TypeError) as err:
-                    print(f"finetune_service: skipping unreadable {path}: {err}",
-                          file=sys.stderr)
+                    print(edu_qa.visible(f"finetune_service: skipping unreadable {path}: "
+                                         f"{err}"), file=sys.stderr)
 
     def save(self, kind: str, record: dict) -> None:
         with self.lock:
@@ -426,8 +426,8 @@ def create_app(data_dir: str | Path = DEFAULT_DATA_DIR, base_models: dict[str, s
 
     @app.exception_handler(Exception)
     async def server_error(request, err: Exception):
-        print(f"finetune_service: {request.method} {request.url.path}: "
-              f"{type(err).__name__}: {err}", file=sys.stderr)
+        print(edu_qa.visible(f"finetune_service: {request.method} {request.url.path}: "
+                             f"{type(err).__name__}: {err}"), file=sys.stderr)
         return APIError(500, f"The server had an error: {type(err).__name__}",
                         kind="server_error").response()
 

@@ -95,6 +95,7 @@ class Config:
 # %% Step 1. Environment & data preparation
 def prepare_data(cfg: Config, console):
     """Decide device and precision once, load and split the shared dataset."""
+    data = edu_qa.load_qa(cfg.data, seed=cfg.seed)  # first: a bad file stops before torch loads
     import torch
     env = choose_device(cfg)
     gpu_note = "" if cfg.execute or not torch.cuda.is_available() else \
@@ -105,7 +106,6 @@ def prepare_data(cfg: Config, console):
                                               "datasets")
     edu_qa.print_versions(console, env["versions"])
 
-    data = edu_qa.load_qa(cfg.data, seed=cfg.seed)
     train = data.split("train")[:cfg.train_size]
     dev, test = data.split("dev"), data.split("test")
     edu_qa.print_data_summary(console, data, len(train))
@@ -154,14 +154,20 @@ def convert_format(cfg: Config, tok, train, dev, console):
     dev_ds = chat_dataset(tok, [to_chat(ex) for ex in dev], cfg.max_length)
 
     first = train_ds[0]
-    console.print("[bold]One training example, exactly as the model sees it:[/bold]")
+    edu_qa.say(console, "One training example, exactly as the model sees it:")
     console.print(tok.decode(first["input_ids"]), markup=False, highlight=False, soft_wrap=True)
     answer_ids = [t for t, label in zip(first["input_ids"], first["labels"]) if label != -100]
-    console.print(f"[bold]Tokens that carry loss[/bold] ({len(answer_ids)} of "
-                  f"{len(first['input_ids'])}; the rest are labelled -100):")
+    edu_qa.say(console, "Tokens that carry loss", f" ({len(answer_ids)} of "
+               f"{len(first['input_ids'])}; the rest are labelled -100):")
     console.print(repr(tok.decode(answer_ids)), markup=False, highlight=False, soft_wrap=True)
     n_tokens = sum(len(x) for x in train_ds["input_ids"])
     console.print(f"train: {len(train_ds)} examples, {n_tokens} tokens | dev: {len(dev_ds)}")
+    cut = [ex.line for ex in train + dev if len(tok(tok.apply_chat_template(
+        to_chat(ex), tokenize=False), add_special_tokens=False)["input_ids"]) > cfg.max_length]
+    if cut:
+        console.print(f"{len(cut)} examples are longer than --max-length {cfg.max_length} "
+                      f"tokens and are cut there (lines {', '.join(map(str, cut[:20]))}"
+                      f"{', ...' if len(cut) > 20 else ''} of {cfg.data})")
     return train_ds, dev_ds
 
 
@@ -308,7 +314,7 @@ def measure_matmul_flops(device: str, precision: str, n: int | None = None,
 
 
 def print_plan(cfg: Config, reasons: list[str], console) -> None:
-    console.print("[bold yellow]Plan only: nothing was loaded or trained.[/bold yellow]")
+    console.print("Plan only: nothing was loaded or trained.", style="bold yellow")
     for reason in reasons:
         console.print(f"  needs --execute: {reason}")
     console.print("To go ahead: " + edu_qa.command_line(METHOD, cfg) + " --execute",

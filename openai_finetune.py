@@ -191,7 +191,7 @@ def convert_format(cfg: Config, data, train, dev, console):
     valid_path = out / "validation.jsonl"
     write_jsonl(train_path, examples)
     write_jsonl(valid_path, [to_chat(ex) for ex in dev])
-    console.print("[bold]One training line, exactly as uploaded:[/bold]")
+    edu_qa.say(console, "One training line, exactly as uploaded:")
     console.print(train_path.read_text(encoding="utf-8").split("\n")[0], markup=False,
                   highlight=False, soft_wrap=True)
     d = stats["distribution"]
@@ -578,11 +578,11 @@ def main(argv=None):
         except KeyboardInterrupt:
             where = f" during {state.doing}" if state else ""
             sys.stdout.flush()
-            print(f"\nInterrupted{where}. Everything so far is saved in "
+            print(edu_qa.visible(f"\nInterrupted{where}. Everything so far is saved in "
                   f"{state.path if state else cfg.output_dir}; re-run the same command to "
                   "continue: nothing is uploaded or created twice."
                   + (" A job at OpenAI goes on, and is billed as it trains; add --cancel to "
-                     "cancel it." if env["mode"] == "openai" else ""), file=sys.stderr)
+                     "cancel it." if env["mode"] == "openai" else "")), file=sys.stderr)
             raise SystemExit(EXIT_INTERRUPTED) from None
         except _api_errors() as err:
             raise edu_qa.UserError(refusal(err, state, env)) from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -104,31 +105,47 @@ MEASURED_ROWS = [
 ]
 
 
+def md(text) -> str:
+    """Text from data or results (a model name, a path) as a Markdown table cell that shows
+    exactly that text: markup characters escaped, control characters made visible."""
+    text = edu_qa.visible(text).replace("\n", " ")
+    return "".join("\\" + ch if ch in "\\`*_[]<>|#" else ch for ch in text)
+
+
+def md_code(text) -> str:
+    """Text as a Markdown code span, fenced with more backticks than it contains."""
+    text = edu_qa.visible(text).replace("\n", " ")
+    fence = "`" * (max((len(m) for m in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def markdown(dataset: edu_qa.QADataset, results: dict[str, dict], plots: list[Path],
              results_dir) -> str:
     """README's results section: the scoreboard as a table, where and how it was measured."""
     lines = [f"Measured on the {len(dataset.split('test'))} test questions of "
-             f"`{dataset.path.name}` (sha256 `{dataset.sha256[:12]}`); before → after.", ""]
+             f"{md_code(dataset.path.name)} (sha256 `{dataset.sha256[:12]}`); before → after.",
+             ""]
     # the terminal scoreboard's measures, one column each (its note column is left out)
     fields = [(f, label) for f, label in edu_qa.SCOREBOARD_FIELDS if f != "note"]
     lines += ["| method | " + " | ".join(label for _, label in fields) + " |",
               "|---|" + "---|" * len(fields)]
     for r in edu_qa.scoreboard_rows(dataset.sha256, results_dir):
         if r["status"] == "ok":
-            lines.append(f"| {r['method']} | " + " | ".join(r[f] for f, _ in fields) + " |")
+            lines.append(f"| {r['method']} | " + " | ".join(md(r[f]) for f, _ in fields) + " |")
         else:
-            lines.append(f"| {r['method']} | {r['note']} |" + " |" * (len(fields) - 1))
+            lines.append(f"| {r['method']} | {md(r['note'])} |" + " |" * (len(fields) - 1))
     lines += ["", "The approaches compared, measured in these runs:", "",
               "| | " + " | ".join(edu_qa.METHODS[m][0] for m in results) + " |",
               "|---|" + "---|" * len(results)]
     for label, cell in MEASURED_ROWS:
-        lines.append(f"| {label} | " + " | ".join(cell(r) for r in results.values()) + " |")
+        lines.append(f"| {label} | " + " | ".join(md(cell(r)) for r in results.values()) + " |")
     lines += ["", "How each row was made (run them, then `python report.py`):", ""]
     for method, res in results.items():
         m = res.get("machine", {})
         where = f"{m.get('cpu')}, {m.get('cores')} cores" + (f", {m['gpu']}" if m.get("gpu")
                                                            else ", no GPU")
-        lines.append(f"- `{res.get('command')}`: {res['created'][:10]}, {where}, "
+        lines.append(f"- {md_code(res.get('command'))}: {res['created'][:10]}, {md(where)}, "
                      f"whole run {edu_qa._fmt_seconds(res['wall_time_s'].get('total'))}"
                      + (" (dry run: nothing trained or scored)" if res.get("dry_run") else ""))
     lines.append("")

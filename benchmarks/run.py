@@ -232,6 +232,20 @@ def main(argv=None):
         rows.append((f"`{' '.join(cmd[:3] if script != 'openai_finetune.py' else cmd[:2])}` "
                      f"dry run (median of {r})", f"{wall:.2f} s, {rss:.0f} MiB peak", "≤ 10 s"))
 
+    # a bad --data file (invalid JSON on line 2) is rejected before any model is loaded
+    bad = tmp / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "a"}\n{"question": [/b]}\n')
+    for script in SCRIPTS:
+        walls = []
+        for _ in range(r):
+            wall, _, code = run_child([script, "--data", str(bad), "--output-dir",
+                                       str(tmp / "rejected")])
+            if code != 2:
+                raise RuntimeError(f"{script} --data {bad} exited {code}, not 2")
+            walls.append(wall)
+        rows.append((f"`{script} --data` a bad file: rejected, exit 2 (median of {r})",
+                     f"{sorted(walls)[len(walls) // 2]:.2f} s", "≤ 2 s"))
+
     # a fresh process: Python, the imports, the app, listening on a free port of 127.0.0.1
     ready = [run_child(["-c", "import finetune_service as f\n"
                         f"with f.serve(data_dir={str(tmp / 'service')!r}): pass"])[0]

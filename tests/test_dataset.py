@@ -37,14 +37,16 @@ def write(tmp_path, content: bytes | str, name="qa.jsonl"):
 
 
 GOOD = '{"question": "What is 2+2?", "answer": "Four.", "key": "4", "split": "train"}\n' \
-       '{"question": "What is H2O?", "answer": "Water.", "split": "test"}\n'
+       '{"question": "What is H2O?", "answer": "Water.", "split": "test"}\n' \
+       '{"question": "What is NaCl?", "answer": "Salt.", "split": "dev"}\n'
 
 
 def test_bom_and_blank_lines_are_accepted(tmp_path):
     path = write(tmp_path, b"\xef\xbb\xbf" + GOOD.replace("\n", "\n\n").encode())
     data = edu_qa.load_qa(path)
-    assert [r.question for r in data.records] == ["What is 2+2?", "What is H2O?"]
-    assert [r.line for r in data.records] == [1, 3]
+    assert [r.question for r in data.records] == ["What is 2+2?", "What is H2O?",
+                                                   "What is NaCl?"]
+    assert [r.line for r in data.records] == [1, 3, 5]
     assert data.records[1].key is None and data.records[1].subject == "general"
 
 
@@ -80,8 +82,12 @@ BAD = {
     "duplicate question": ('{"question": "Q?", "answer": "A.", "split": "train"}\n'
                            '{"question": "Q?", "answer": "B.", "split": "train"}\n', 2,
                            "duplicate question"),
-    "no test split": ('{"question": "Q?", "answer": "A.", "split": "train"}\n', 1,
+    "no test split": ('{"question": "Q?", "answer": "A.", "split": "train"}\n'
+                      '{"question": "R?", "answer": "B.", "split": "dev"}\n', 2,
                       "no record is in the test split"),
+    "no dev split": ('{"question": "Q?", "answer": "A.", "split": "train"}\n'
+                     '{"question": "R?", "answer": "B.", "split": "test"}\n', 2,
+                     "no record is in the dev split"),
 }
 
 

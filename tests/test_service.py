@@ -41,6 +41,7 @@ def service(tmp_path, tiny_model):
             return OpenAI(base_url=url, api_key=key, _strict_response_validation=True,
                           http_client=httpx2.Client(event_hooks=hooks), **kw)
         return url, client
+    start.found = found  # None per response checked, or a problem
     yield start
     for ctx in servers:
         ctx.__exit__(None, None, None)
@@ -223,3 +224,23 @@ def test_it_will_not_listen_beyond_loopback_without_keys(no_network):
             pass
     assert fs.is_loopback("127.0.0.1") and fs.is_loopback("::1")
     assert not fs.is_loopback("192.168.1.5")
+
+
+def test_every_reply_matches_openais_openapi_description(service):
+    """The service fixture checks each reply against OpenAI's published OpenAPI description;
+    here, that the check really runs (and finds nothing wrong: the fixture asserts that)."""
+    if not openapi_check.SPEC.exists():
+        pytest.skip(f"OpenAI's OpenAPI description is not at {openapi_check.SPEC}")
+    assert openapi_check.problems("GET", "/v1/models", 200, {"object": "list"}) != []
+    _, make = service()
+    client = make()
+    train = client.files.create(file=("t.jsonl", jsonl(chat(i) for i in range(12))),
+                                purpose="fine-tune")
+    job = wait_for(client, client.fine_tuning.jobs.create(model="tiny", training_file=train.id,
+                                                          method={"type": "supervised"}).id)
+    client.files.list()
+    client.models.list()
+    client.fine_tuning.jobs.list()
+    client.chat.completions.create(model=job.fine_tuned_model, max_completion_tokens=2,
+                                   messages=[{"role": "user", "content": "hi"}])
+    assert service.found.count(None) >= 8  # responses checked
