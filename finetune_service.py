@@ -57,6 +57,7 @@ from pathlib import Path
 
 import chat_format
 import edu_qa
+import training_plan
 
 DEFAULT_DATA_DIR = edu_qa.HERE / "outputs" / "finetune_service"
 EMBEDDED_ID = "smollm2-135m-instruct"  # the embedded model, under an OpenAI-style model id
@@ -262,6 +263,13 @@ class Worker:
                                            cfg.max_length) if valid else None
         except edu_qa.UserError as err:
             return self._fail(record, "invalid_training_file", str(err), "training_file")
+        env["train"] = training_plan.choose(  # on a GPU: batch, checkpointing, compile
+            device=env["device"], effective_batch=cfg.batch_size,
+            seq_len=max(len(x) for x in train_ds["input_ids"]),
+            shape=recipe.model_shape(cfg.model), quantization=env["quantization"],
+            precision=env["precision"], lora_params=0,
+            steps=-(-len(train_ds) // cfg.batch_size) * cfg.epochs,
+            free_bytes=recipe.free_gpu_memory(env["device"]))
         cut = sum(len(x) >= cfg.max_length for x in train_ds["input_ids"])
         if cut:
             store.event(record, f"{cut} training examples are longer than {cfg.max_length} "

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import edu_qa
+import training_plan
 
 METHOD = "huggingface_lora"
 FREE_MAX_PARAMS = 500_000_000  # above this, training needs --execute even on the CPU
@@ -68,7 +69,8 @@ class Config:
         "help": "LoRA tolerates ~10x the full fine-tuning rate; dev loss after 2 epochs: "
                 "5e-4 1.54, 1e-3 1.45, 2e-3 1.43, 3e-3 1.49"})
     batch_size: int = field(default=8, metadata={
-        "help": "examples per step; 8 keeps both CPU cores busy"})
+        "help": "examples per optimizer step (the effective batch); 8 keeps both CPU cores "
+                "busy; a GPU too small for it accumulates smaller steps"})
     max_length: int = field(default=160, metadata={
         "help": "tokens per example (system+question+answer); longer ones are cut"})
     precision: str = field(default="auto", metadata={
@@ -225,7 +227,25 @@ def configure_model(cfg: Config, env: dict, train_ds, console):
                   f"targets={cfg.target_modules}")
     for line in plan["lines"]:
         console.print(line)
+    # on a GPU: batch, accumulation, checkpointing, compile and attention from its free memory
+    env["train"] = training_plan.choose(
+        device=env["device"], effective_batch=cfg.batch_size,
+        seq_len=max(len(x) for x in train_ds["input_ids"]), shape=shape,
+        quantization=env["quantization"], precision=env["precision"],
+        lora_params=plan.get("lora_params", 0),
+        steps=math.ceil(len(train_ds) / cfg.batch_size * cfg.epochs),
+        free_bytes=free_gpu_memory(env["device"]))
+    if env["device"] == "cuda":
+        for reason in env["train"]["reasons"]:
+            console.print(f"GPU setting: {reason}")
     return lora_config, shape, plan, reasons
+
+
+def free_gpu_memory(device: str) -> int | None:
+    if device != "cuda":
+        return None
+    import torch
+    return torch.cuda.mem_get_info()[0]
 
 
 def make_lora_config(cfg: Config):
@@ -260,7 +280,9 @@ def model_shape(name: str) -> dict | None:
                if isinstance(m, torch.nn.Linear) and "lm_head" not in n]
     return {"params": sum(p.numel() for p in model.parameters()),
             "linear_in_out": sum(m.in_features + m.out_features for m in linears),
-            "hidden": config.hidden_size, "layers": config.num_hidden_layers}
+            "hidden": config.hidden_size, "layers": config.num_hidden_layers,
+            "intermediate": getattr(config, "intermediate_size", 4 * config.hidden_size),
+            "vocab": config.vocab_size}
 
 
 def estimate(cfg: Config, env: dict, shape: dict | None, train_ds) -> dict:
@@ -279,7 +301,9 @@ def estimate(cfg: Config, env: dict, shape: dict | None, train_ds) -> dict:
     memory = weights + lora_bytes + activations
     # a LoRA step costs ~4 FLOPs per frozen weight per token (forward 2 + input-gradient 2)
     flops = 4 * shape["params"] * tokens_per_epoch * cfg.epochs
-    peak = measure_matmul_flops(env["device"], env["precision"])
+    # on a GPU small batches run far below its peak: main() times a real step instead
+    peak = measure_matmul_flops(env["device"], env["precision"]) \
+        if env["device"] != "cuda" else None
     seconds = flops / (0.5 * peak) if peak else None  # assume half of the measured peak
     lines += [
         f"parameters: {shape['params']:,} | LoRA would train {lora:,} "
@@ -288,7 +312,8 @@ def estimate(cfg: Config, env: dict, shape: dict | None, train_ds) -> dict:
         f"LoRA+Adam {lora_bytes / 2**30:.3f}, activations {activations / 2**30:.2f})",
         f"time estimate: {seconds / 60:.1f} min at half of the measured "
         f"{peak / 1e9:.0f} GFLOP/s {env['precision']} matmul peak of {env['device']}"
-        if seconds else "time estimate: unknown for this device"]
+        if seconds else "time estimate: from one measured step, once the model is loaded"
+        if env["device"] == "cuda" else "time estimate: unknown for this device"]
     return {"lines": lines, "seconds": seconds, "memory_bytes": memory, "lora_params": lora}
 
 
@@ -326,12 +351,28 @@ def load_model(cfg: Config, env: dict, lora_config, console):
     LoRA adapters."""
     import torch
     start = time.perf_counter()
-    model, tok = edu_qa.load_local_model(cfg.model, dtype=torch.float32, **quantization(env))
+    attention = env.get("train", {}).get("attention")
+    model, tok = edu_qa.load_local_model(cfg.model, dtype=torch.float32, **quantization(env),
+                                         **({"attn_implementation": attention} if attention
+                                            else {}))
     model = add_adapters(model, env, lora_config)
     trainable, total = model.get_nb_trainable_parameters()
     console.print(f"loaded in {time.perf_counter() - start:.1f} s | trainable parameters: "
                   f"{trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
     return model, tok, trainable, total
+
+
+def print_measured_estimate(cfg: Config, env: dict, model, tok, train_ds, console) -> None:
+    """On a GPU: time one real training step, then steps x that."""
+    from transformers import DataCollatorForSeq2Seq
+    plan = env["train"]
+    rows = [train_ds[i] for i in range(min(plan["per_device_batch"], len(train_ds)))]
+    batch = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)(rows)
+    seconds = training_plan.time_step(model, {k: v.to(env["device"]) for k, v in batch.items()})
+    steps = math.ceil(len(train_ds) / cfg.batch_size * cfg.epochs) * plan["accumulation"]
+    console.print(f"time estimate: {steps * seconds / 60:.1f} min ({steps} steps x {seconds:.3f}"
+                  f" s, one step of {len(rows)} examples measured; compiling, if on, adds to "
+                  "the first steps)")
 
 
 def add_adapters(model, env: dict, lora_config):
@@ -340,9 +381,11 @@ def add_adapters(model, env: dict, lora_config):
     if env["device"] != "cpu" and env["quantization"] != "4bit":
         model.to(env["device"])  # a 4-bit model is already placed by bitsandbytes
     if env["quantization"] == "4bit":
-        # casts norms to fp32 and turns on gradient checkpointing: QLoRA's memory recipe
+        # casts norms to fp32 and, unless the GPU has room without it, turns on gradient
+        # checkpointing: QLoRA's memory recipe
         model = prepare_model_for_kbit_training(
-            model, gradient_checkpointing_kwargs={"use_reentrant": False})
+            model, use_gradient_checkpointing=env.get("train", {}).get("checkpointing", True),
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     return get_peft_model(model, lora_config)
 
 
@@ -377,13 +420,24 @@ def tune(cfg: Config, env: dict, model, tok, train_ds, dev_ds, console, callback
     Why Trainer and not TRL's SFTTrainer: our data is already tokenized with the prompt masked
     (step 2 shows it), so the plain Trainer is all we need: it brings the progress bar, logging,
     per-epoch evaluation and checkpoints, --resume, and multi-GPU through accelerate."""
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer,
+                              TrainingArguments)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    plan = env.get("train") or training_plan.choose(
+        device="cpu", effective_batch=cfg.batch_size, seq_len=0, shape=None,
+        quantization=env["quantization"], precision=env["precision"], lora_params=0, steps=0,
+        free_bytes=None)
     args = TrainingArguments(
         output_dir=cfg.output_dir,
         num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
+        # --batch-size is the effective batch: on a small GPU, smaller steps accumulated
+        per_device_train_batch_size=plan["per_device_batch"],
+        gradient_accumulation_steps=plan["accumulation"],
+        per_device_eval_batch_size=plan["per_device_batch"],
+        # QLoRA's preparation turns checkpointing on itself when it is planned
+        activation_checkpointing=plan["checkpointing"] and env["quantization"] != "4bit",
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        torch_compile=plan["compile"],
         learning_rate=cfg.learning_rate,
         lr_scheduler_type="cosine",        # decays to ~0 so the last epoch settles
         warmup_steps=2,
@@ -399,8 +453,10 @@ def tune(cfg: Config, env: dict, model, tok, train_ds, dev_ds, console, callback
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
-        # pads each batch only to its longest example, labels with -100
-        data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
+        # pads each batch only to its longest example, labels with -100; with FlashAttention,
+        # no padding at all: the batch is packed into one row that attention keeps apart
+        data_collator=DataCollatorWithFlattening() if plan["padding_free"] else
+        DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
         callbacks=list(callbacks),
     )
     if not show_progress:
@@ -523,6 +579,8 @@ def main(argv=None):
     if reasons and not cfg.execute:
         return print_plan(cfg, reasons, console)
     model, tok, trainable, total = load_model(cfg, env, lora_config, console)
+    if env["device"] == "cuda":
+        print_measured_estimate(cfg, env, model, tok, train_ds, console)
     prepared = time.perf_counter() - start
 
     edu_qa.step(console, 4, "Fine-tuning / optimization")

@@ -43,16 +43,19 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--quantization", choices=["4bit", "none"], default="4bit")
+    parser.add_argument("--run-steps", type=int, default=1000,
+                        help="length of the run the recipe chooses its GPU settings for "
+                             "(torch.compile pays off only in a long one)")
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args(argv)
 
-    import warnings
-    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated")
     import torch
-    from transformers import (AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Trainer,
-                              TrainerCallback, TrainingArguments, default_data_collator)
+    from transformers import (AutoModelForCausalLM, DataCollatorWithFlattening, LlamaConfig,
+                              LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments,
+                              default_data_collator)
 
     import huggingface_lora as lora
+    import training_plan
     edu_qa.quiet_transformers()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bf16 = torch.cuda.is_bf16_supported() if device == "cuda" else lora.cpu_has_native_bf16()
@@ -65,12 +68,26 @@ def main(argv=None):
         base = LlamaForCausalLM(config)
         linear = sum(m.weight.numel() for m in base.modules() if isinstance(m, torch.nn.Linear))
         params = sum(p.numel() for p in base.parameters())
+        lora_params = cfg.lora_r * sum(m.in_features + m.out_features
+                                       for name, m in base.named_modules()
+                                       if isinstance(m, torch.nn.Linear) and "lm_head" not in name)
         base.save_pretrained(folder)
         del base
+        # the settings the script would choose on this device (training_plan.choose)
+        shape = {"params": params, "hidden": config.hidden_size,
+                 "layers": config.num_hidden_layers, "vocab": config.vocab_size,
+                 "intermediate": config.intermediate_size}
+        env["train"] = training_plan.choose(
+            device=device, effective_batch=args.batch_size, seq_len=args.seq_len, shape=shape,
+            quantization=args.quantization, precision=env["precision"],
+            lora_params=lora_params, steps=args.run_steps,
+            free_bytes=torch.cuda.mem_get_info()[0] if device == "cuda" else None)
+        chosen = env["train"]
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        attention = {"attn_implementation": chosen["attention"]} if chosen["attention"] else {}
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
-                                                     **lora.quantization(env))
+                                                     **lora.quantization(env), **attention)
         model = lora.add_adapters(model, env, lora.make_lora_config(cfg))
         weights = model.get_base_model().get_memory_footprint()
 
@@ -86,10 +103,17 @@ def main(argv=None):
                 times.append(time.perf_counter())
 
         trainer = Trainer(
-            model=model, train_dataset=data, data_collator=default_data_collator,
-            callbacks=[Clock()],
+            model=model, train_dataset=data, callbacks=[Clock()],
+            data_collator=DataCollatorWithFlattening() if chosen["padding_free"]
+            else default_data_collator,
             args=TrainingArguments(
-                output_dir=str(Path(folder) / "out"), per_device_train_batch_size=args.batch_size,
+                output_dir=str(Path(folder) / "out"),
+                per_device_train_batch_size=chosen["per_device_batch"],
+                gradient_accumulation_steps=chosen["accumulation"],
+                activation_checkpointing=chosen["checkpointing"]
+                and args.quantization != "4bit",
+                activation_checkpointing_kwargs={"use_reentrant": False},
+                torch_compile=chosen["compile"],
                 max_steps=args.steps + 2, learning_rate=cfg.learning_rate, save_strategy="no",
                 logging_steps=args.steps + 2, bf16=bf16, use_cpu=device == "cpu",
                 report_to="none", disable_tqdm=True))
@@ -106,6 +130,13 @@ def main(argv=None):
         ("recipe", f"{'QLoRA 4-bit NF4' if args.quantization == '4bit' else 'LoRA'} base, "
                    f"LoRA r={cfg.lora_r} {cfg.target_modules}, compute {env['precision']}, "
                    f"batch {args.batch_size} x {args.seq_len} tokens"),
+        ("settings chosen (training_plan.choose)",
+         f"per-device batch {chosen['per_device_batch']} x {chosen['accumulation']} "
+         f"accumulation, checkpointing {'on' if chosen['checkpointing'] else 'off'}, "
+         f"torch.compile {'on' if chosen['compile'] else 'off'}, attention "
+         f"{chosen['attention'] or 'default'}, padding-free "
+         f"{'on' if chosen['padding_free'] else 'off'}"),
+        ("why", "; ".join(chosen["reasons"])),
         ("base weights in memory", f"{weights / 2**20:,.0f} MiB"),
         ("training", f"{tokens_per_s:,.0f} tokens/s (mean of {args.steps} steps after 2 "
                      "warm-up)"),
