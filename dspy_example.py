@@ -279,13 +279,22 @@ def tune(cfg: Config, program, train, dev, metric, console):
         kind = "bootstrapped" if demo.get("augmented") else "labeled"
         console.print(f"  demo {i} ({kind}): {demo['question']} -> {demo['answer'][:80]}",
                       markup=False, highlight=False)
+    # the zero-shot program is always a candidate: the optimizer's choice must beat it on dev
+    kept = "optimized" if after_dev.score > before_dev.score else "zero-shot"
+    if kept == "zero-shot":
+        console.print("kept: the ZERO-SHOT program. The optimized one did not answer the dev "
+                      "questions better, so the optimization is not used.")
+        optimized = program.deepcopy()
+    else:
+        console.print(f"kept: the optimized program (dev F1 {after_dev.score / 100:.2f} > "
+                      f"{before_dev.score / 100:.2f} zero-shot)")
     path = Path(cfg.output_dir) / "program.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     optimized.save(str(path))
     console.print(f"saved: {path} ({edu_qa.disk_size(path) / 1e3:.1f} kB)")
     return optimized, {"seconds": seconds, "path": path, "dev_before": before_dev.score / 100,
                        "dev_after": after_dev.score / 100, "demos": len(predictor.demos),
-                       "instruction": predictor.signature.instructions}
+                       "instruction": predictor.signature.instructions, "kept": kept}
 
 
 # %% Step 5. Inference and demonstration
@@ -444,7 +453,8 @@ def main(argv=None):
         results["cost_usd"] = {"amount": usage["cost"], "kind": "actual"}
     results["extra"] = {"lm_calls": usage["calls"], "parse_failures": failures,
                         "optimizer": cfg.optimizer, "dev_f1_before": tuned["dev_before"],
-                        "dev_f1_after": tuned["dev_after"], "instruction": tuned["instruction"],
+                        "dev_f1_after": tuned["dev_after"], "kept": tuned["kept"],
+                        "instruction": tuned["instruction"],
                         "reload_check": {"checked": 3, "identical": same}}
     compare(cfg, data, results, console)
 

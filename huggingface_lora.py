@@ -412,16 +412,21 @@ def quantization(env: dict) -> dict:
 
 # %% Step 4. Fine-tuning / optimization
 def tune(cfg: Config, env: dict, model, tok, train_ds, dev_ds, console, callbacks=(),
-         show_progress: bool = True):
+         show_progress: bool = True, dev=None):
     """Train the LoRA adapter with transformers' Trainer. callbacks and show_progress=False
     let the local fine-tuning service (finetune_service.py) run this same recipe and report
     its progress as OpenAI-style events instead of a progress bar.
 
     Why Trainer and not TRL's SFTTrainer: our data is already tokenized with the prompt masked
     (step 2 shows it), so the plain Trainer is all we need: it brings the progress bar, logging,
-    per-epoch evaluation and checkpoints, --resume, and multi-GPU through accelerate."""
+    per-epoch evaluation and checkpoints, --resume, and multi-GPU through accelerate.
+
+    With dev (the dev questions), the model is judged by its ANSWERS, not its loss: at every
+    evaluation, the base model's included (before training), DevAnswers generates the dev
+    answers and scores them with the shared metric, and Trainer keeps the best checkpoint
+    (load_best_model_at_end). If no epoch beats the base model on dev, the base is kept."""
     from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer,
-                              TrainingArguments)
+                              TrainerCallback, TrainingArguments)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     plan = env.get("train") or training_plan.choose(
         device="cpu", effective_batch=cfg.batch_size, seq_len=0, shape=None,
@@ -445,6 +450,10 @@ def tune(cfg: Config, env: dict, model, tok, train_ds, dev_ds, console, callback
         eval_strategy="epoch" if dev_ds is not None else "no",  # dev loss once per epoch
         save_strategy="epoch",             # a checkpoint per epoch, for --resume
         save_total_limit=2,
+        # dev accuracy (ties: dev F1) of the answers chooses the checkpoint kept at the end
+        load_best_model_at_end=dev is not None,
+        metric_for_best_model="dev_score" if dev is not None else None,
+        greater_is_better=True,
         bf16=env["precision"] == "bf16",
         use_cpu=env["device"] == "cpu",
         seed=cfg.seed,
@@ -459,6 +468,13 @@ def tune(cfg: Config, env: dict, model, tok, train_ds, dev_ds, console, callback
         DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
         callbacks=list(callbacks),
     )
+    judge = DevAnswers(cfg, tok, dev) if dev is not None else None
+    if judge:
+        class Judge(TrainerCallback):  # Trainer calls it after every evaluation
+            def on_evaluate(self, args, state, control, **kwargs):
+                judge.on_evaluate(args, state, control, **kwargs)
+        trainer.add_callback(Judge())
+        trainer.evaluate()  # epoch 0: the base model (LoRA's B matrices start at zero)
     if not show_progress:
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
@@ -468,6 +484,9 @@ def tune(cfg: Config, env: dict, model, tok, train_ds, dev_ds, console, callback
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if resume else None)
     seconds = time.perf_counter() - start
+    # bf16 training leaves the model's forward wrapped in autocast; unwrap it, so the tuned
+    # model answers in its weights' own precision, exactly as a reloaded adapter does
+    trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     tokens = int(sum(len(x) for x in train_ds["input_ids"]) * cfg.epochs)
     adapter_dir = Path(cfg.output_dir) / "adapter"
     trainer.save_model(str(adapter_dir))  # on the main process only: one adapter
@@ -476,24 +495,75 @@ def tune(cfg: Config, env: dict, model, tok, train_ds, dev_ds, console, callback
     losses = [r for r in trainer.state.log_history if "loss" in r or "eval_loss" in r]
     console.print(f"trained in {seconds:.1f} s | {tokens / seconds:.0f} tokens/s | "
                   f"adapter: {adapter_dir} ({edu_qa.disk_size(adapter_dir) / 1e6:.1f} MB)")
+    kept = judge.choose(trainer.state.log_history, console) if judge else None
     return trainer, {"seconds": seconds, "tokens": tokens, "adapter_dir": adapter_dir,
-                     "log": losses, "resumed": resume}
+                     "log": losses, "resumed": resume, "kept": kept,
+                     "epochs": judge.rows if judge else None}
+
+
+class DevAnswers:
+    """Called by Trainer after each evaluation: generate the dev answers with the model as it
+    is now, score them (accuracy and F1, the metric of step 5), and hand Trainer the score it
+    keeps the best checkpoint by: dev accuracy, ties broken by dev F1."""
+
+    def __init__(self, cfg: Config, tok, dev):
+        self.cfg, self.tok, self.dev, self.rows = cfg, tok, dev, []
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        start, was_training = time.perf_counter(), model.training
+        model.eval()
+        answers, _ = edu_qa.generate(model, self.tok,
+                                     [edu_qa.chat_messages(ex.question) for ex in self.dev],
+                                     self.cfg.max_new_tokens, self.cfg.eval_batch_size)
+        model.train(was_training)
+        scores = edu_qa.score(self.dev, answers)
+        metrics.update(eval_dev_accuracy=scores["accuracy"], eval_dev_f1=scores["f1"],
+                       eval_dev_score=scores["accuracy"] + scores["f1"] / 1000)
+        train_loss = [r["loss"] for r in state.log_history if "loss" in r]
+        self.rows.append({"epoch": round(state.epoch or 0), "step": state.global_step,
+                          "train_loss": train_loss[-1] if train_loss else None,
+                          "dev_loss": metrics.get("eval_loss"),
+                          "dev_accuracy": scores["accuracy"], "dev_f1": scores["f1"],
+                          "seconds": round(time.perf_counter() - start, 1)})
+
+    def choose(self, log_history, console) -> str:
+        """'base' or 'epoch N': the best on dev; the base wins ties (training must earn it)."""
+        console.print("epoch | train loss | dev loss | dev accuracy | dev F1")
+        for r in self.rows:
+            loss = f"{r['train_loss']:.3f}" if r["train_loss"] is not None else "–"
+            console.print(f"{r['epoch']:>5} | {loss:>10} | {r['dev_loss']:8.3f} | "
+                          f"{r['dev_accuracy']:12.2f} | {r['dev_f1']:.2f}")
+        console.print(f"(generating and scoring the dev answers took "
+                      f"{sum(r['seconds'] for r in self.rows):.0f} s in all)")
+        base, *trained = self.rows
+        best = max(trained, key=lambda r: (r["dev_accuracy"], r["dev_f1"]), default=None)
+        if best is None or (best["dev_accuracy"], best["dev_f1"]) <= \
+                (base["dev_accuracy"], base["dev_f1"]):
+            console.print("kept: the BASE model. No epoch answered the dev questions better than "
+                          "the untrained model, so training did not help on this data and the "
+                          "adapter is not used (lower loss does not mean more right answers).")
+            return "base"
+        console.print(f"kept: epoch {best['epoch']}, the best dev accuracy "
+                      f"({best['dev_accuracy']:.2f}, F1 {best['dev_f1']:.2f}; base "
+                      f"{base['dev_accuracy']:.2f}, F1 {base['dev_f1']:.2f})")
+        return f"epoch {best['epoch']}"
 
 
 # %% Step 5. Inference and demonstration
-def infer(cfg: Config, model, tok, test, console):
+def infer(cfg: Config, model, tok, test, console, use_adapter: bool = True):
     """Base and tuned model answer the same test questions: same prompt, greedy decoding.
 
     The base answers come from the same model with the adapter switched off, which is exactly
-    the base model: LoRA only adds to the frozen weights."""
+    the base model: LoRA only adds to the frozen weights. When step 4 kept the base model, the
+    "after" answers are the base's too: that is the model a student would use."""
     conversations = [edu_qa.chat_messages(ex.question) for ex in test]
     model.eval()
     start = time.perf_counter()
     with model.disable_adapter():
         before, before_tokens = edu_qa.generate(model, tok, conversations, cfg.max_new_tokens,
                                                 cfg.eval_batch_size)
-    after, after_tokens = edu_qa.generate(model, tok, conversations, cfg.max_new_tokens,
-                                          cfg.eval_batch_size)
+    after, after_tokens = (before, 0) if not use_adapter else edu_qa.generate(
+        model, tok, conversations, cfg.max_new_tokens, cfg.eval_batch_size)
     seconds = time.perf_counter() - start
     scores = {"before": edu_qa.score(test, before), "after": edu_qa.score(test, after)}
     rows = edu_qa.prediction_rows(test, before, after)
@@ -518,19 +588,6 @@ def verify_reload(cfg: Config, env: dict, adapter_dir: Path, rows: list[dict],
     console.print(f"reload check (PeftModel.from_pretrained on a fresh base): "
                   f"{same}/{len(check)} answers identical")
     return {"checked": len(check), "identical": same}
-
-
-def autocast(env: dict):
-    """The precision the trained model's forward() computes in. With bf16, Trainer (through
-    accelerate) leaves the model's forward wrapped in bf16 autocast after training, while a
-    model loaded afresh computes in fp32: to compare their logits, run the fresh one under the
-    same autocast. (generate() goes around that wrapper, so step 5's answers are fp32.)"""
-    import contextlib
-
-    import torch
-    if env["precision"] != "bf16" or env["device"] == "mps":
-        return contextlib.nullcontext()
-    return torch.autocast(env["device"], dtype=torch.bfloat16)
 
 
 def merge(cfg: Config, env: dict, adapter_dir: Path, console) -> Path:
@@ -584,21 +641,23 @@ def main(argv=None):
     prepared = time.perf_counter() - start
 
     edu_qa.step(console, 4, "Fine-tuning / optimization")
-    trainer, trained = tune(cfg, env, model, tok, train_ds, dev_ds, console)
+    trainer, trained = tune(cfg, env, model, tok, train_ds, dev_ds, console, dev=dev)
     if not trainer.is_world_process_zero():
         return  # under accelerate launch, one process evaluates and reports
 
     edu_qa.step(console, 5, "Inference and demonstration")
-    scores, rows, inference = infer(cfg, model, tok, test, console)
+    use_adapter = trained["kept"] != "base"
+    scores, rows, inference = infer(cfg, model, tok, test, console, use_adapter)
     reload = verify_reload(cfg, env, trained["adapter_dir"], rows, console) \
-        if cfg.verify_reload else None
+        if cfg.verify_reload and use_adapter else None
     merged = merge(cfg, env, trained["adapter_dir"], console) if cfg.merge else None
 
     edu_qa.step(console, 6, "Comparison")
     results = edu_qa.new_results(METHOD, cfg, data, model=describe_model(cfg.model),
                                  dry_run=False)
     results.update(
-        tuned_model=f"{describe_model(cfg.model)} + LoRA r={cfg.lora_r}",
+        tuned_model=f"{describe_model(cfg.model)} + LoRA r={cfg.lora_r}" if use_adapter
+        else f"{describe_model(cfg.model)} (base kept: no epoch beat it on dev)",
         before=scores["before"], after=scores["after"], predictions=rows,
         trainable_params=trainable, total_params=total, versions=env["versions"],
         artifact={"path": str(trained["adapter_dir"]),
@@ -614,6 +673,7 @@ def main(argv=None):
     results["extra"] = {"device": env["device"], "precision": env["precision"],
                         "quantization": env["quantization"], "train_log": trained["log"],
                         "reload_check": reload, "resumed": trained["resumed"],
+                        "epochs": trained["epochs"], "kept": trained["kept"],
                         "merged_model": str(merged) if merged else None}
     compare(cfg, data, results, console)
 

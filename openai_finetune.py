@@ -258,7 +258,7 @@ def token_stats(examples: list[dict], model: str) -> dict:
 
 # %% Step 3. Model configuration
 def configure_model(cfg: Config, converted: dict, n_test: int, console,
-                    mode: str = "plan") -> dict:
+                    mode: str = "plan", n_dev: int = 0) -> dict:
     """Epochs by OpenAI's rule, the job's method and hyperparameters, and what OpenAI would
     charge; --max-cost guards a paid job (and never a cancel)."""
     n = len(converted["examples"])
@@ -278,7 +278,7 @@ def configure_model(cfg: Config, converted: dict, n_test: int, console,
            "validation_file": "<id of the uploaded validation file>",
            "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
            "suffix": cfg.suffix, "seed": cfg.seed}
-    inference_cost = estimate_inference_cost(cfg, converted, n_test)
+    inference_cost = estimate_inference_cost(cfg, converted, n_test, n_dev, epochs)
     console.print(f"epochs: {epochs} ({'given' if cfg.epochs else 'OpenAI rule'}: {n} examples) "
                   f"| billable tokens: {billable:,} x {epochs} epochs = {billable * epochs:,}")
     console.print(f"OpenAI would charge: training ${training_cost:.4f} at ${price}/1M tokens + "
@@ -296,11 +296,14 @@ def configure_model(cfg: Config, converted: dict, n_test: int, console,
             "job": job}
 
 
-def estimate_inference_cost(cfg: Config, converted: dict, n_test: int) -> float:
-    """Step 5 asks the base and the tuned model each test question once."""
+def estimate_inference_cost(cfg: Config, converted: dict, n_test: int, n_dev: int = 0,
+                            epochs: int = 1) -> float:
+    """Step 5 asks the base and the kept model each test question once, and first the base
+    and each checkpoint (OpenAI keeps the last 3 epochs') each dev question once."""
     prompt = converted["stats"]["distribution"]["mean"]
-    return n_test * (usage_cost(cfg.model, "base", prompt, cfg.max_new_tokens)
-                     + usage_cost(cfg.model, "tuned", prompt, cfg.max_new_tokens))
+    base = usage_cost(cfg.model, "base", prompt, cfg.max_new_tokens)
+    tuned = usage_cost(cfg.model, "tuned", prompt, cfg.max_new_tokens)
+    return n_test * (base + tuned) + n_dev * (base + min(3, epochs) * tuned)
 
 
 def usage_cost(model: str, which: str, prompt_tokens: float, completion_tokens: float) -> float:
@@ -474,37 +477,71 @@ class JobState:
 
 
 # %% Step 5. Inference and demonstration
-def infer(cfg: Config, client, job, test, console, model: str):
-    """Base and fine-tuned model answer the same test questions: same prompt, temperature 0."""
+def infer(cfg: Config, client, job, test, console, model: str, dev=(), checkpoints=()):
+    """Which model to keep, chosen on dev by the answers: the base or a checkpoint (never
+    worse than the base). Then the base and the kept model answer the same test questions:
+    same prompt, temperature 0."""
     request = {"model": model, "messages": edu_qa.chat_messages(test[0].question),
                "temperature": 0, "max_completion_tokens": cfg.max_new_tokens}
     if client is None:
         console.print("would send to OpenAI: POST /chat/completions " + json.dumps(
             dict(request, model=cfg.model)), markup=False, highlight=False, soft_wrap=True)
-        console.print("(once for the base model and once for the fine-tuned ft:... model, "
-                      f"for each of the {len(test)} test questions)")
+        console.print(f"(for each of the {len(dev)} dev questions, once for the base model and "
+                      "once for each checkpoint; then for each of the "
+                      f"{len(test)} test questions, once for the base and once for the kept)")
         return None
-    answers, usage, start = {}, {}, time.perf_counter()
+    usage, start = {"base": [0, 0], "tuned": [0, 0]}, time.perf_counter()
 
-    def ask(model_id, question):
-        reply = client.chat.completions.create(**dict(
-            request, model=model_id, messages=edu_qa.chat_messages(question)))
-        used = reply.usage
-        return (reply.choices[0].message.content or "",
-                (used.prompt_tokens, used.completion_tokens) if used else (0, 0))
+    def answers(model_id, examples, pool):
+        def ask(ex):
+            reply = client.chat.completions.create(**dict(
+                request, model=model_id, messages=edu_qa.chat_messages(ex.question)))
+            return reply.choices[0].message.content or "", reply.usage
+        replies = list(pool.map(ask, examples))
+        bucket = usage["base" if model_id == model else "tuned"]
+        for _, used in replies:
+            bucket[0] += used.prompt_tokens if used else 0
+            bucket[1] += used.completion_tokens if used else 0
+        return [text for text, _ in replies]
 
     with ThreadPoolExecutor(cfg.concurrency) as pool:
-        for when, model_id in (("before", model), ("after", job.fine_tuned_model)):
-            replies = list(pool.map(lambda ex: ask(model_id, ex.question), test))
-            answers[when] = [text for text, _ in replies]
-            usage[when] = [sum(u[0] for _, u in replies), sum(u[1] for _, u in replies)]
+        candidates = [("base", model)] + [
+            (f"step {cp.step_number}", job.fine_tuned_model if cp is checkpoints[-1]
+             else cp.fine_tuned_model_checkpoint) for cp in checkpoints]
+        dev_scores = {name: edu_qa.score(dev, answers(model_id, dev, pool))
+                      for name, model_id in candidates} if dev else {}
+        kept, kept_id = choose_on_dev(candidates, dev_scores, job, console)
+        before = answers(model, test, pool)
+        after = before if kept_id == model else answers(kept_id, test, pool)
     seconds = time.perf_counter() - start
-    scores = {when: edu_qa.score(test, answers[when]) for when in answers}
-    rows = edu_qa.prediction_rows(test, answers["before"], answers["after"])
+    scores = {"before": edu_qa.score(test, before), "after": edu_qa.score(test, after)}
+    rows = edu_qa.prediction_rows(test, before, after)
     edu_qa.print_scores(console, scores)
-    edu_qa.show_side_by_side(console, rows, title="base vs fine-tuned, test questions")
-    return {"scores": scores, "rows": rows, "usage": usage,
+    edu_qa.show_side_by_side(console, rows, title="base vs kept fine-tuned model, test questions")
+    return {"scores": scores, "rows": rows, "usage": usage, "kept": kept, "kept_model": kept_id,
+            "dev": {name: {"accuracy": sc["accuracy"], "f1": sc["f1"]}
+                    for name, sc in dev_scores.items()},
             "tokens": sum(map(sum, usage.values())), "per_question": seconds / (2 * len(test))}
+
+
+def choose_on_dev(candidates, dev_scores: dict, job, console) -> tuple[str, str]:
+    """(name, model id) of the best on dev by accuracy, then F1; the base wins ties."""
+    if not dev_scores:
+        return "final", job.fine_tuned_model
+    for name, model_id in candidates:
+        console.print(f"dev: {name:>9} accuracy {dev_scores[name]['accuracy']:.2f} | F1 "
+                      f"{dev_scores[name]['f1']:.2f} | {model_id}")
+    best = max(candidates[1:], key=lambda c: (dev_scores[c[0]]["accuracy"],
+                                              dev_scores[c[0]]["f1"]), default=candidates[0])
+
+    def rank(name):
+        return dev_scores[name]["accuracy"], dev_scores[name]["f1"]
+    if rank(best[0]) <= rank("base"):
+        console.print("kept: the BASE model. No checkpoint answered the dev questions better, so "
+                      "the fine-tuning did not help on this data: use the base model.")
+        return "base", candidates[0][1]
+    console.print(f"kept: the checkpoint at {best[0]}: use {best[1]}")
+    return best[0], best[1]
 
 
 # %% Step 6. Comparison
@@ -546,7 +583,7 @@ def main(argv=None):
     converted = convert_format(cfg, data, train, dev, console)
 
     edu_qa.step(console, 3, "Model configuration")
-    plan = configure_model(cfg, converted, len(test), console, env["mode"])
+    plan = configure_model(cfg, converted, len(test), console, env["mode"], len(dev))
     prepared = time.perf_counter() - start
     local = env["mode"] == "local"
     if local:
@@ -571,10 +608,9 @@ def main(argv=None):
             edu_qa.step(console, 5, "Inference and demonstration")
             if state:
                 state.doing = "POST /chat/completions"
+            checkpoints = list_checkpoints(client, job.id, console) if job else []
             inference = infer(cfg, client, job, test, console,
-                              cfg.local_model if local else cfg.model)
-            if job is not None:
-                list_checkpoints(client, job.id, console)
+                              cfg.local_model if local else cfg.model, dev, checkpoints)
         except KeyboardInterrupt:
             where = f" during {state.doing}" if state else ""
             sys.stdout.flush()
@@ -611,8 +647,9 @@ def main(argv=None):
                                 hyperparameters=job.hyperparameters.model_dump())
         # the job's own clock (created to finished), also right for a job resumed later
         results["wall_time_s"]["tune"] = job.finished_at - job.created_at
-        results["tuned_model"] = job.fine_tuned_model
-        results["artifact"] = {"path": job.fine_tuned_model, "bytes": 0}
+        results["tuned_model"] = inference["kept_model"]
+        results["artifact"] = {"path": inference["kept_model"], "bytes": 0}
+        results["extra"].update(kept=inference["kept"], dev_scores=inference["dev"])
         results["tokens"]["training"] = trained
         results.update(before=inference["scores"]["before"],
                        after=inference["scores"]["after"], predictions=inference["rows"])
@@ -622,13 +659,16 @@ def main(argv=None):
             results["title"] = "OpenAI-style fine-tuning, on the local service"
             results["model"] = f"{cfg.local_model} (local OpenAI-compatible service)"
             results["cost_usd"] = {"amount": 0.0, "kind": "local"}
-            adapter = Path(cfg.output_dir) / "service" / "models" / job.id / "final"
-            results["artifact"] = {"path": str(adapter), "bytes": edu_qa.disk_size(adapter)}
+            job_dir = Path(cfg.output_dir) / "service" / "models" / job.id
+            adapter = job_dir / "final" if inference["kept_model"] == job.fine_tuned_model \
+                else job_dir / "checkpoints" / inference["kept"].replace(" ", "-")
+            results["artifact"] = {"path": str(adapter), "bytes": edu_qa.disk_size(adapter)} \
+                if inference["kept"] != "base" else None
         else:
             usage = inference["usage"]
             amount = trained * plan["price"] / 1e6 + \
-                usage_cost(cfg.model, "base", *usage["before"]) + \
-                usage_cost(cfg.model, "tuned", *usage["after"])
+                usage_cost(cfg.model, "base", *usage["base"]) + \
+                usage_cost(cfg.model, "tuned", *usage["tuned"])
             results["cost_usd"] = {"amount": round(amount, 4), "kind": "actual"}
             results["data_left_machine"] = True
     results["prompt_template"] = "POST /chat/completions " + json.dumps(
@@ -672,12 +712,15 @@ def refusal(err, state, env) -> str:
     return text
 
 
-def list_checkpoints(client, job_id: str, console) -> None:
-    for cp in client.fine_tuning.jobs.checkpoints.list(job_id).data:
+def list_checkpoints(client, job_id: str, console) -> list:
+    """The job's checkpoints, oldest first (one per epoch; OpenAI keeps the last three)."""
+    checkpoints = sorted(client.fine_tuning.jobs.checkpoints.list(job_id).data,
+                         key=lambda cp: cp.step_number)
+    for cp in checkpoints:
         loss = cp.metrics.valid_loss if cp.metrics else None
         console.print(f"checkpoint {cp.fine_tuned_model_checkpoint} at step {cp.step_number}"
-                      + (f" (validation loss {loss:.3f})" if loss is not None else ""),
-                      markup=False, highlight=False)
+                      + (f" (validation loss {loss:.3f})" if loss is not None else ""))
+    return checkpoints
 
 
 def _api_errors():

@@ -79,6 +79,37 @@ def plot_cost_time(results: dict[str, dict], path: Path) -> Path:
     return path
 
 
+def plot_epochs(res: dict, path: Path) -> Path | None:
+    """LoRA, epoch by epoch: training loss keeps falling; do the dev answers get better?"""
+    rows = (res.get("extra") or {}).get("epochs")
+    if not rows:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, loss_ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [r["epoch"] for r in rows]
+    loss_ax.plot(epochs[1:], [r["train_loss"] for r in rows[1:]], "o-", color="#bbbbbb",
+                 label="training loss")
+    loss_ax.plot(epochs, [r["dev_loss"] for r in rows], "o--", color="#888888",
+                 label="dev loss")
+    loss_ax.set_xlabel("epoch (0 = the base model)")
+    loss_ax.set_ylabel("loss")
+    loss_ax.set_xticks(epochs)
+    acc_ax = loss_ax.twinx()
+    acc_ax.plot(epochs, [r["dev_accuracy"] for r in rows], "s-", color="#2a7ab9",
+                label="dev accuracy")
+    acc_ax.set_ylabel("dev accuracy (key fact in the answer)")
+    acc_ax.set_ylim(0, 1)
+    kept = res["extra"].get("kept")
+    fig.legend(loc="lower center", ncol=3, fontsize=8)
+    loss_ax.set_title(f"LoRA: loss vs right answers on dev (kept: {kept})", fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
 def _hardware(res: dict) -> str:
     extra = res.get("extra", {})
     if res["method"] == "openai_finetune":
@@ -193,6 +224,9 @@ def main(argv=None):
         raise edu_qa.UserError(f"{results_dir}: no results for {dataset.path.name}; run the "
                                "scripts first")
     plots = [results_dir / "scores.png", results_dir / "cost_time.png"]
+    lora_epochs = (results.get("huggingface_lora", {}).get("extra") or {}).get("epochs")
+    if lora_epochs:
+        plots.append(results_dir / "epochs.png")
     block = markdown(dataset, results, plots, results_dir)
     readme = Path(args.readme)
     new_text = update_readme(readme, block)
@@ -205,6 +239,8 @@ def main(argv=None):
         return
     plot_scores(results, plots[0])
     plot_cost_time(results, plots[1])
+    if lora_epochs:
+        plot_epochs(results["huggingface_lora"], plots[2])
     readme.write_text(new_text, encoding="utf-8")
     print(f"wrote {plots[0]}, {plots[1]} and the results section of {readme}")
 

@@ -44,7 +44,7 @@ def test_every_assistant_turn_carries_loss_unless_its_weight_is_0(embedded_token
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_tiny_model_trains_saves_and_reloads_identically(tmp_path, tiny_model, precision):
     """Both precisions on any CPU (bf16 is emulated where it is not native): the adapter on a
-    fresh base gives the trained model's logits bit for bit, computed in the same precision."""
+    fresh base gives the trained model's logits bit for bit."""
     import torch
     from peft import PeftModel
     cfg = lora.Config(model=str(tiny_model), output_dir=str(tmp_path / "out"), train_size=16,
@@ -69,11 +69,10 @@ def test_tiny_model_trains_saves_and_reloads_identically(tmp_path, tiny_model, p
     reloaded = PeftModel.from_pretrained(base, str(adapter)).eval()
     model.eval()
     batch = tok(["<|im_start|>user\nWhat is DNA?<|im_end|>"], return_tensors="pt")
-    with torch.no_grad():
+    with torch.no_grad():  # tune() unwrapped bf16's autocast: both compute in fp32 weights
         tuned = model(**batch).logits
-        with lora.autocast(env):
-            again = reloaded(**batch).logits
-        assert torch.equal(tuned, again.float())
+        again = reloaded(**batch).logits
+        assert torch.equal(tuned, again)
         with model.disable_adapter():  # and the adapter really changed the model
             assert not torch.equal(model(**batch).logits, tuned)
 
@@ -132,9 +131,31 @@ def test_embedded_model_short_training_and_answers(tmp_path):
     assert res["dry_run"] is False and res["dataset"]["train_used"] == 8
     assert res["before"]["n"] == res["after"]["n"] == 24
     assert all(p["before"] and p["after"] for p in res["predictions"])
-    assert res["extra"]["reload_check"] == {"checked": 3, "identical": 3}
     assert res["artifact"]["bytes"] > 1_000_000
     assert "Step 6. Comparison" in proc.stdout
+    # the kept model follows the rule: the best on dev by its answers, the base on a tie
+    base, tuned = res["extra"]["epochs"]
+    assert base["epoch"] == 0 and tuned["epoch"] == 1 and base["train_loss"] is None
+    if (tuned["dev_accuracy"], tuned["dev_f1"]) > (base["dev_accuracy"], base["dev_f1"]):
+        assert res["extra"]["kept"] == "epoch 1"
+        assert res["extra"]["reload_check"] == {"checked": 3, "identical": 3}
+    else:
+        assert res["extra"]["kept"] == "base" and res["after"] == res["before"]
+        assert "kept: the BASE model" in proc.stdout
+
+
+@pytest.mark.parametrize("rows,kept", [
+    ([(0.5, 0.2), (0.6, 0.1), (0.7, 0.1)], "epoch 2"),
+    ([(0.5, 0.2), (0.5, 0.3), (0.4, 0.9)], "epoch 1"),   # accuracy first, then F1
+    ([(0.5, 0.2), (0.5, 0.2), (0.4, 0.3)], "base"),      # a tie: training must earn its place
+    ([(0.75, 0.2), (0.38, 0.35)], "base"),               # terser answers, fewer facts
+])
+def test_the_kept_model_is_never_worse_on_dev_than_the_base(rows, kept, capsys):
+    judge = lora.DevAnswers(lora.Config(), None, [])
+    judge.rows = [{"epoch": i, "train_loss": None if i == 0 else 1.0, "dev_loss": 1.0,
+                   "dev_accuracy": a, "dev_f1": f, "seconds": 1.0}
+                  for i, (a, f) in enumerate(rows)]
+    assert judge.choose([], edu_qa.console()) == kept
 
 
 def test_two_process_data_parallel_writes_one_adapter(tmp_path, tiny_model):
@@ -197,16 +218,8 @@ def test_merge_writes_a_standalone_model_with_the_same_outputs(tmp_path, tiny_mo
     assert not any("lora" in name for name, _ in merged.named_parameters())
     model.eval()
     batch = tok(["<|im_start|>user\nWhat is DNA?<|im_end|>"], return_tensors="pt")
-    with torch.no_grad(), lora.autocast(env):
-        tuned, standalone = model(**batch).logits.float(), merged(**batch).logits.float()
-    if precision == "fp32":
-        assert torch.allclose(tuned, standalone, atol=1e-4)
-    else:
-        # merging adds B@A into W before bf16 rounds it, the adapter adds it after: each
-        # product may differ by bf16's relative step (2^-8) of its size, a few such steps of
-        # the largest logit after two layers
-        step = 2 ** -8 * tuned.abs().max()
-        assert (tuned - standalone).abs().max() <= 4 * step
+    with torch.no_grad():  # trained in either precision, the weights are fp32: so are both
+        assert torch.allclose(model(**batch).logits, merged(**batch).logits, atol=1e-4)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -235,8 +248,7 @@ def test_qlora_trains_a_4bit_base_reloads_it_identically_and_merges_in_bf16(tmp_
     batch = tok(["<|im_start|>user\nWhat is DNA?<|im_end|>"], return_tensors="pt")
     with torch.no_grad():
         tuned = model(**batch).logits
-        with lora.autocast(env):
-            again = reloaded(**batch).logits.float()
+        again = reloaded(**batch).logits.float()
     if precision == "fp32" and not lora.cpu_has_native_bf16():
         assert torch.equal(tuned, again)
     else:  # bf16 compute, or bitsandbytes' bf16 CPU kernel where the CPU has native bf16:

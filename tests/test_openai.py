@@ -16,6 +16,7 @@ import finetune_service
 import openai_finetune as oft
 from conftest import ROOT
 
+ANSWERS = {r.question: r.answer for r in edu_qa.load_qa().records}
 MAKE_CLIENT = oft.make_client  # the script's own, before any test patches it
 GOOD = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
                      {"role": "assistant", "content": "a"}]}
@@ -163,7 +164,13 @@ def test_default_run_trains_on_the_local_service_and_measures_before_and_after(
     assert res["dry_run"] is False and res["data_left_machine"] is False
     assert res["cost_usd"] == {"amount": 0.0, "kind": "local"}
     assert res["before"]["n"] == res["after"]["n"] == 24
-    assert res["tuned_model"].startswith(f"ft:{oft.LOCAL_MODEL}:local:edu-qa:")
+    # never worse: the base and each checkpoint scored on dev, the best kept (a tiny random
+    # model's checkpoint rarely beats its base: then the base is what a student should use)
+    assert set(res["extra"]["dev_scores"]) == {"base", "step 2"}
+    if res["extra"]["kept"] == "base":
+        assert res["tuned_model"] == oft.LOCAL_MODEL and res["after"] == res["before"]
+    else:
+        assert res["tuned_model"].startswith(f"ft:{oft.LOCAL_MODEL}:local:edu-qa:")
     assert res["tokens"]["training"] > 0 and res["wall_time_s"]["tune"] >= 0
     assert res["extra"]["service"] == "local" and res["extra"]["openai_estimate_usd"] > 0
     # a re-run resumes the recorded job: nothing uploaded or trained again
@@ -184,10 +191,11 @@ class FakeAPI:
     """Just enough of OpenAI's API for one job; statuses and failures are scripted."""
 
     def __init__(self, statuses=("running", "succeeded"), fail_first=None, fail_always=None,
-                 reply=None, interrupt=None, event_text="Step 10/27"):
+                 reply=None, interrupt=None, event_text="Step 10/27", tuned_learns=True):
         self.statuses, self.fail_first, self.fail_always = list(statuses), fail_first, fail_always
         self.reply, self.interrupt, self.event_text = reply, interrupt, event_text
         self.calls, self.failed, self.created = [], set(), []
+        self.tuned_learns = tuned_learns  # the fine-tuned model answers like the references
 
     def __call__(self, request):
         import httpx2
@@ -254,12 +262,13 @@ class FakeAPI:
                  "metrics": {"train_loss": 0.4}}]})
         if key == "POST /chat/completions":
             body = json.loads(request.content)
-            tuned = body["model"].startswith("ft:")
+            tuned = body["model"].startswith("ft:") and self.tuned_learns
+            question = body["messages"][-1]["content"]
             return httpx2.Response(200, json={
                 "id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
                 "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
                     "role": "assistant", "refusal": None,
-                    "content": "Carbon dioxide." if tuned else "I am not sure."}}],
+                    "content": ANSWERS[question] if tuned else "I am not sure."}}],
                 "usage": {"prompt_tokens": 40, "completion_tokens": 5, "total_tokens": 45}})
         if key == "POST /fine_tuning/jobs/ftjob-1/cancel":
             return httpx2.Response(200, json=dict(job, status="cancelled"))
@@ -298,8 +307,9 @@ def test_live_path_with_429_retry_and_resume_without_second_upload(tmp_path, key
     assert res["dry_run"] is False and res["data_left_machine"] is True
     assert res["tuned_model"].startswith("ft:")
     assert res["before"]["accuracy"] < res["after"]["accuracy"]
-    # training, plus step 5's 24 questions to the base and to the tuned model
-    inference = 24 * (40 * 0.15 + 5 * 0.60 + 40 * 0.30 + 5 * 1.20) / 1e6
+    # training, plus step 5: 24 dev questions to the base and to the checkpoint, then 24 test
+    # questions to the base and to the kept model (each reply: 40 prompt, 5 completion tokens)
+    inference = 2 * 24 * (40 * 0.15 + 5 * 0.60 + 40 * 0.30 + 5 * 1.20) / 1e6
     assert res["cost_usd"] == {"amount": round(15390 * 3.00 / 1e6 + inference, 4),
                                "kind": "actual"}
 
@@ -308,6 +318,18 @@ def test_live_path_with_429_retry_and_resume_without_second_upload(tmp_path, key
     assert run_live(tmp_path) == 0
     assert "resuming job ftjob-1" in capsys.readouterr().out
     assert "POST /files" not in api2.calls and "POST /fine_tuning/jobs" not in api2.calls
+
+
+def test_a_fine_tuned_model_no_better_on_dev_is_not_used(tmp_path, key, monkeypatch, capsys):
+    api = FakeAPI(tuned_learns=False)  # the checkpoint answers like the base
+    patch_client(monkeypatch, api)
+    assert run_live(tmp_path) == 0
+    assert "kept: the BASE model" in capsys.readouterr().out
+    res = json.loads((tmp_path / "results" / "openai_finetune.json").read_text())
+    assert res["extra"]["kept"] == "base" and res["after"] == res["before"]
+    assert res["tuned_model"] == "gpt-4o-mini-2024-07-18"
+    # dev: base + the checkpoint; test: the base only (the kept model IS the base)
+    assert api.calls.count("POST /chat/completions") == 24 + 24 + 24
 
 
 def test_a_refusal_is_said_in_plain_words_and_keeps_uploads_for_the_rerun(
