@@ -548,14 +548,16 @@ class BatchedGenerator:
         threading.Thread(target=self._worker, daemon=True).start()
 
     def __call__(self, conversation: list[dict], max_tokens: int, stop: tuple = ()) -> dict:
-        import threading
+        return self.submit(conversation, max_tokens, stop).result()
+
+    def submit(self, conversation: list[dict], max_tokens: int, stop: tuple = ()):
+        """The same, without waiting: a concurrent.futures.Future of the reply (an async
+        server awaits it with asyncio.wrap_future, holding no thread per request)."""
+        from concurrent.futures import Future
         job = {"conversation": conversation, "max_tokens": max_tokens, "stop": tuple(stop),
-               "done": threading.Event()}
+               "done": Future()}
         self._queue.put(job)
-        job["done"].wait()
-        if "error" in job:
-            raise job["error"]
-        return {k: job[k] for k in ("text", "input_tokens", "output_tokens")}
+        return job["done"]
 
     def close(self) -> None:
         """Stop the worker after the requests already queued."""
@@ -583,8 +585,7 @@ class BatchedGenerator:
                 self.model, self.tok = self.load()
             except Exception as err:  # surfaced in the calling threads
                 for job in jobs:
-                    job["error"] = err
-                    job["done"].set()
+                    job["done"].set_exception(err)
                 return
         groups = {}
         for job in jobs:  # one generate() per (cap, stop) setting
@@ -597,13 +598,13 @@ class BatchedGenerator:
                 for job, text in zip(group, texts):
                     prompt = self.tok.apply_chat_template(job["conversation"], tokenize=False,
                                                           add_generation_prompt=True)
-                    job.update(text=text, input_tokens=len(self.tok(prompt)["input_ids"]),
-                               output_tokens=len(self.tok(text)["input_ids"]))
+                    job["done"].set_result({
+                        "text": text, "input_tokens": len(self.tok(prompt)["input_ids"]),
+                        "output_tokens": len(self.tok(text)["input_ids"])})
             except Exception as err:  # surfaced in the calling thread
                 for job in group:
-                    job["error"] = err
-            for job in group:
-                job["done"].set()
+                    if not job["done"].done():
+                        job["done"].set_exception(err)
 
 
 MIN_SHARED_PREFIX = 16  # tokens; below this, computing the prefix apart saves nothing

@@ -688,7 +688,7 @@ def create_app(data_dir: str | Path = DEFAULT_DATA_DIR, base_models: dict[str, s
         stop = (stop,) if isinstance(stop, str) else tuple(s for s in stop if isinstance(s, str))
         gen = models.generator(str(body.get("model")), who)
         conversation = [{"role": m["role"], "content": m["content"]} for m in messages]
-        reply = await asyncio.to_thread(gen, conversation, cap, stop)
+        reply = await asyncio.wrap_future(gen.submit(conversation, cap, stop))
         return ChatCompletion(
             id=new_id("chatcmpl"), object="chat.completion", created=now(),
             model=body["model"], choices=[{

@@ -92,6 +92,9 @@ class Config:
                 "at a time at 24, same answers"})
     verify_reload: bool = field(default=True, metadata={
         "help": "reload the saved adapter into a fresh base model and check its answers"})
+    judge_on_dev: bool = field(default=True, metadata={
+        "help": "after every epoch (and before training) score the dev ANSWERS and keep the "
+                "best of base and tuned; off: keep the last epoch, whatever it does"})
 
 
 # %% Step 1. Environment & data preparation
@@ -511,11 +514,19 @@ class DevAnswers:
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         start, was_training = time.perf_counter(), model.training
+        # answer as step 5 will: in the weights' precision, outside bf16 training's autocast
+        wrapper = model.__dict__.get("forward")  # accelerate's, while training in bf16
         model.eval()
-        answers, _ = edu_qa.generate(model, self.tok,
-                                     [edu_qa.chat_messages(ex.question) for ex in self.dev],
-                                     self.cfg.max_new_tokens, self.cfg.eval_batch_size)
-        model.train(was_training)
+        try:
+            if wrapper is not None and "_original_forward" in model.__dict__:
+                model.forward = model._original_forward
+            answers, _ = edu_qa.generate(model, self.tok,
+                                         [edu_qa.chat_messages(ex.question) for ex in self.dev],
+                                         self.cfg.max_new_tokens, self.cfg.eval_batch_size)
+        finally:
+            if wrapper is not None:
+                model.forward = wrapper
+            model.train(was_training)
         scores = edu_qa.score(self.dev, answers)
         metrics.update(eval_dev_accuracy=scores["accuracy"], eval_dev_f1=scores["f1"],
                        eval_dev_score=scores["accuracy"] + scores["f1"] / 1000)
@@ -641,7 +652,8 @@ def main(argv=None):
     prepared = time.perf_counter() - start
 
     edu_qa.step(console, 4, "Fine-tuning / optimization")
-    trainer, trained = tune(cfg, env, model, tok, train_ds, dev_ds, console, dev=dev)
+    trainer, trained = tune(cfg, env, model, tok, train_ds, dev_ds, console,
+                            dev=dev if cfg.judge_on_dev else None)
     if not trainer.is_world_process_zero():
         return  # under accelerate launch, one process evaluates and reports
 

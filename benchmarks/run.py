@@ -267,6 +267,15 @@ def main(argv=None):
                          f"{warm_rss:.0f} MiB", "≤ 4 min cold"))
         rows.append(("all three default runs, cold, with the conversion (a fresh clone)",
                      f"{total / 60:.1f} min", "≤ 8 min"))
+        # what judging every epoch by its dev answers costs: the same run without it
+        lora_cold = next(cold for script, cold, *_ in runs if script == "huggingface_lora.py")
+        out = tmp / "lora-no-judge"
+        shutil.rmtree(out, ignore_errors=True)
+        plain, _, _ = run_child(["huggingface_lora.py", "--no-judge-on-dev", "--output-dir",
+                                 str(out), "--results-dir", str(tmp / "results-no-judge")])
+        rows.append(("LoRA default run: dev answers judged every epoch / `--no-judge-on-dev`",
+                     f"{lora_cold:.0f} s / {plain:.0f} s "
+                     f"(+{100 * (lora_cold / plain - 1):.0f}%)", "≤ +25%"))
 
     import huggingface_lora as lora
     fp32 = lora.measure_matmul_flops("cpu", "fp32", n=2048)
