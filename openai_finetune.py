@@ -505,9 +505,9 @@ def infer(cfg: Config, client, job, test, console, model: str, dev=(), checkpoin
         return [text for text, _ in replies]
 
     with ThreadPoolExecutor(cfg.concurrency) as pool:
-        candidates = [("base", model)] + [
-            (f"step {cp.step_number}", job.fine_tuned_model if cp is checkpoints[-1]
-             else cp.fine_tuned_model_checkpoint) for cp in checkpoints]
+        tuned = [(f"step {cp.step_number}", job.fine_tuned_model if cp is checkpoints[-1]
+                  else cp.fine_tuned_model_checkpoint) for cp in checkpoints]
+        candidates = [("base", model)] + (tuned or [("final", job.fine_tuned_model)])
         dev_scores = {name: edu_qa.score(dev, answers(model_id, dev, pool))
                       for name, model_id in candidates} if dev else {}
         kept, kept_id = choose_on_dev(candidates, dev_scores, job, console)
@@ -714,8 +714,13 @@ def refusal(err, state, env) -> str:
 
 def list_checkpoints(client, job_id: str, console) -> list:
     """The job's checkpoints, oldest first (one per epoch; OpenAI keeps the last three)."""
-    checkpoints = sorted(client.fine_tuning.jobs.checkpoints.list(job_id).data,
-                         key=lambda cp: cp.step_number)
+    import openai
+    try:
+        listed = client.fine_tuning.jobs.checkpoints.list(job_id).data
+    except openai.NotFoundError:  # a service that keeps no checkpoints: the final model only
+        console.print("this service lists no checkpoints: the final model is the candidate")
+        return []
+    checkpoints = sorted(listed, key=lambda cp: cp.step_number)
     for cp in checkpoints:
         loss = cp.metrics.valid_loss if cp.metrics else None
         console.print(f"checkpoint {cp.fine_tuned_model_checkpoint} at step {cp.step_number}"

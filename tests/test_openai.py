@@ -332,6 +332,23 @@ def test_a_fine_tuned_model_no_better_on_dev_is_not_used(tmp_path, key, monkeypa
     assert api.calls.count("POST /chat/completions") == 24 + 24 + 24
 
 
+def test_a_service_without_checkpoints_judges_the_final_model(tmp_path, key, monkeypatch,
+                                                                capsys):
+    api = FakeAPI()
+    real = api.__call__
+
+    def no_checkpoints(request):
+        if request.url.path.endswith("/checkpoints"):
+            import httpx2
+            return httpx2.Response(404, json={"error": {"message": "no checkpoints here"}})
+        return real(request)
+    patch_client(monkeypatch, no_checkpoints)
+    assert run_live(tmp_path) == 0
+    res = json.loads((tmp_path / "results" / "openai_finetune.json").read_text())
+    assert set(res["extra"]["dev_scores"]) == {"base", "final"}
+    assert res["extra"]["kept"] == "final" and res["tuned_model"].startswith("ft:")
+
+
 def test_a_refusal_is_said_in_plain_words_and_keeps_uploads_for_the_rerun(
         tmp_path, key, monkeypatch, capsys):
     api = FakeAPI(fail_always=("POST /fine_tuning/jobs", 403))
