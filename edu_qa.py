@@ -540,6 +540,8 @@ class BatchedGenerator:
     question at a time. load() -> (model, tokenizer) runs in the worker on the first request.
     Used by DSPy's local engine and by the local fine-tuning service's chat endpoint."""
 
+    GATHER_S = 0.05
+
     def __init__(self, load, max_batch: int = 8):
         import queue
         import threading
@@ -567,10 +569,11 @@ class BatchedGenerator:
         import queue
         while True:
             jobs = [self._queue.get()]
-            time.sleep(0.02)  # let the other threads' requests of this round arrive
-            while len(jobs) < self.max_batch:
+            # gather the requests of this round: they arrive a few ms apart (threads, or HTTP
+            # requests through a server); a pause of GATHER_S with none new ends the batch
+            while len(jobs) < self.max_batch and jobs[-1] is not None:
                 try:
-                    jobs.append(self._queue.get_nowait())
+                    jobs.append(self._queue.get(timeout=self.GATHER_S))
                 except queue.Empty:
                     break
             if None in jobs:  # close(): answer what came before it, then stop
