@@ -57,7 +57,6 @@ from pathlib import Path
 
 import chat_format
 import edu_qa
-import training_plan
 
 DEFAULT_DATA_DIR = edu_qa.HERE / "outputs" / "finetune_service"
 EMBEDDED_ID = "smollm2-135m-instruct"  # the embedded model, under an OpenAI-style model id
@@ -258,22 +257,17 @@ class Worker:
         env = recipe.choose_device(cfg)
         tok = edu_qa.load_tokenizer(cfg.model)
         try:
-            train_ds = recipe.chat_dataset(tok, [e["messages"] for e in train], cfg.max_length)
+            train_ds, cut = recipe.chat_dataset(tok, [e["messages"] for e in train],
+                                                cfg.max_length)
             valid_ds = recipe.chat_dataset(tok, [e["messages"] for e in valid],
-                                           cfg.max_length) if valid else None
+                                           cfg.max_length)[0] if valid else None
         except edu_qa.UserError as err:
             return self._fail(record, "invalid_training_file", str(err), "training_file")
-        env["train"] = training_plan.choose(  # on a GPU: batch, checkpointing, compile
-            device=env["device"], effective_batch=cfg.batch_size,
-            seq_len=max(len(x) for x in train_ds["input_ids"]),
-            shape=recipe.model_shape(cfg.model), quantization=env["quantization"],
-            precision=env["precision"], lora_params=0,
-            steps=-(-len(train_ds) // cfg.batch_size) * cfg.epochs,
-            free_bytes=recipe.free_gpu_memory(env["device"]))
-        cut = sum(len(x) >= cfg.max_length for x in train_ds["input_ids"])
+        env["train"] = recipe.plan_training(cfg, env, recipe.model_shape(cfg.model), train_ds)
         if cut:
-            store.event(record, f"{cut} training examples are longer than {cfg.max_length} "
-                        "tokens and were cut", level="warn")
+            store.event(record, f"{len(cut)} training examples (numbers "
+                        f"{', '.join(str(i + 1) for i in cut[:20])}) are longer than "
+                        f"{cfg.max_length} tokens and were cut", level="warn")
         quiet = rich.console.Console(quiet=True)
         model, tok, _, _ = recipe.load_model(cfg, env, recipe.make_lora_config(cfg), quiet)
         ft_model = ":".join(("ft", job["model"], record["org"], record["suffix"] or "",

@@ -155,8 +155,8 @@ def convert_format(cfg: Config, tok, train, dev, console):
 
     Labels are -100 (ignored by the loss) on every prompt token, so the model is trained only
     to produce the answer, not to repeat the system prompt and question."""
-    train_ds = chat_dataset(tok, [to_chat(ex) for ex in train], cfg.max_length)
-    dev_ds = chat_dataset(tok, [to_chat(ex) for ex in dev], cfg.max_length)
+    train_ds, train_cut = chat_dataset(tok, [to_chat(ex) for ex in train], cfg.max_length)
+    dev_ds, dev_cut = chat_dataset(tok, [to_chat(ex) for ex in dev], cfg.max_length)
 
     first = train_ds[0]
     edu_qa.say(console, "One training example, exactly as the model sees it:")
@@ -167,8 +167,7 @@ def convert_format(cfg: Config, tok, train, dev, console):
     console.print(repr(tok.decode(answer_ids)), markup=False, highlight=False, soft_wrap=True)
     n_tokens = sum(len(x) for x in train_ds["input_ids"])
     console.print(f"train: {len(train_ds)} examples, {n_tokens} tokens | dev: {len(dev_ds)}")
-    cut = [ex.line for ex in train + dev if len(tok(tok.apply_chat_template(
-        to_chat(ex), tokenize=False), add_special_tokens=False)["input_ids"]) > cfg.max_length]
+    cut = [train[i].line for i in train_cut] + [dev[i].line for i in dev_cut]
     if cut:
         console.print(f"{len(cut)} examples are longer than --max-length {cfg.max_length} "
                       f"tokens and are cut there (lines {', '.join(map(str, cut[:20]))}"
@@ -182,11 +181,15 @@ def to_chat(ex) -> list[dict]:
 
 
 def chat_dataset(tok, chats: list[list[dict]], max_length: int):
+    """(the tokenized chats, cut at max_length; the positions of those that were cut)."""
     from datasets import Dataset
-    return Dataset.from_list([tokenize_chat(tok, chat, max_length) for chat in chats])
+    whole = [tokenize_chat(tok, chat, max_length=None) for chat in chats]
+    cut = [i for i, row in enumerate(whole) if len(row["input_ids"]) > max_length]
+    return Dataset.from_list([{k: v[:max_length] for k, v in row.items()}
+                              for row in whole]), cut
 
 
-def tokenize_chat(tok, messages: list[dict], max_length: int) -> dict:
+def tokenize_chat(tok, messages: list[dict], max_length: int | None) -> dict:
     """input_ids of the whole chat in the model's template, cut at max_length; labels copy
     them on the assistant replies (weight 0 leaves a reply out, as in OpenAI's format) and
     are -100 everywhere else."""
@@ -206,9 +209,8 @@ def tokenize_chat(tok, messages: list[dict], max_length: int) -> dict:
                                    "of prompt+answer; label masking would be wrong for this "
                                    "--model")
         labels[len(prompt_ids):len(upto_ids)] = upto_ids[len(prompt_ids):]
-    return {"input_ids": full_ids[:max_length], "attention_mask": [1] * min(len(full_ids),
-                                                                            max_length),
-            "labels": labels[:max_length]}
+    return {"input_ids": full_ids[:max_length],
+            "attention_mask": [1] * len(full_ids[:max_length]), "labels": labels[:max_length]}
 
 
 # %% Step 3. Model configuration
@@ -230,18 +232,23 @@ def configure_model(cfg: Config, env: dict, train_ds, console):
                   f"targets={cfg.target_modules}")
     for line in plan["lines"]:
         console.print(line)
-    # on a GPU: batch, accumulation, checkpointing, compile and attention from its free memory
-    env["train"] = training_plan.choose(
-        device=env["device"], effective_batch=cfg.batch_size,
-        seq_len=max(len(x) for x in train_ds["input_ids"]), shape=shape,
-        quantization=env["quantization"], precision=env["precision"],
-        lora_params=plan.get("lora_params", 0),
-        steps=math.ceil(len(train_ds) / cfg.batch_size * cfg.epochs),
-        free_bytes=free_gpu_memory(env["device"]))
+    env["train"] = plan_training(cfg, env, shape, train_ds, plan.get("lora_params", 0))
     if env["device"] == "cuda":
         for reason in env["train"]["reasons"]:
             console.print(f"GPU setting: {reason}")
     return lora_config, shape, plan, reasons
+
+
+def plan_training(cfg: Config, env: dict, shape: dict | None, train_ds,
+                  lora_params: int = 0) -> dict:
+    """On a GPU: batch, accumulation, checkpointing, compile and attention from its free
+    memory (training_plan.choose); on a CPU, the settings as given."""
+    return training_plan.choose(
+        device=env["device"], effective_batch=cfg.batch_size,
+        seq_len=max(len(x) for x in train_ds["input_ids"]), shape=shape,
+        quantization=env["quantization"], precision=env["precision"], lora_params=lora_params,
+        steps=math.ceil(len(train_ds) / cfg.batch_size * cfg.epochs),
+        free_bytes=free_gpu_memory(env["device"]))
 
 
 def free_gpu_memory(device: str) -> int | None:
