@@ -1,7 +1,8 @@
 """What the three scripts share, so that it is identical in all of them.
 
     dataset   load_qa()            one QA file, validated, split into train/dev/test
-    metric    score()              accuracy (key fact found) and SQuAD token F1, per subject
+    metric    score()              from scoring.py: accuracy, strict accuracy, word-overlap F1,
+                                   each with a 95% interval
     model     load_local_model()   the embedded SmolLM2-135M-Instruct, or any --model
               generate()           batched greedy answers from a local model
     results   write_results()      results/<method>.json, one schema for every method
@@ -22,8 +23,6 @@ import json
 import math
 import os
 import random
-import re
-import string
 import sys
 import time
 import unicodedata
@@ -59,6 +58,11 @@ METHODS = {
     "huggingface_lora": ("LoRA (transformers + peft)", "python huggingface_lora.py"),
     "openai_finetune": ("OpenAI fine-tuning", "python openai_finetune.py"),
 }
+# what each method makes, for "what it produced" (a file's size alone does not say)
+PRODUCES = {"dspy": "prompt program", "huggingface_lora": "LoRA adapter",
+            "openai_finetune": "fine-tuned model"}
+BASELINE_FILE = "baseline.json"
+BASELINE_TITLE = "Plain prompt (no adaptation)"
 
 
 class UserError(Exception):
@@ -122,18 +126,15 @@ def print_versions(console, versions: dict) -> None:
     console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
 
 
-def print_data_summary(console, data: "QADataset", n_train: int) -> None:
-    console.print(f"data: {data.path.name} sha256 {data.sha256[:12]} | train {n_train} "
-                  f"(of {len(data.split('train'))}) | dev {len(data.split('dev'))} | "
-                  f"test {len(data.split('test'))}")
-
-
-def print_scores(console, scores: dict, notes: dict | None = None) -> None:
-    """Step 5: the test-split scores, before and after, on one line each."""
-    for when in ("before", "after"):
-        note = f" | {notes[when]}" if notes and when in notes else ""
-        console.print(f"test {when:6}: accuracy {scores[when]['accuracy']:.2f} | "
-                      f"F1 {scores[when]['f1']:.2f}{note} (n={scores[when]['n']})")
+def print_data_summary(console, data: "QADataset", train: list) -> None:
+    """The splits, and the training examples this run learns from, by subject."""
+    say(console, "data: ", f"{data.path.name} sha256 {data.sha256[:12]} | train {len(train)} "
+        f"(of {len(data.split('train'))}) | dev {len(data.split('dev'))} | "
+        f"test {len(data.split('test'))}")
+    sample = "all" if len(train) == len(data.split("train")) else \
+        "a seeded sample, subjects in proportion"
+    say(console, f"training examples used ({sample}): ",
+        ", ".join(f"{s} {n}" for s, n in by_subject(train).items()))
 
 
 def step(console, number: int, title: str) -> None:
@@ -260,111 +261,45 @@ def _assign_missing_splits(records: list[QA], seed: int) -> None:
         r.split = "train" if i < n_train else "dev" if i < n_train + n_dev else "test"
 
 
+def subjects_take_turns(records: list[QA], seed: int = 0) -> list[QA]:
+    """The records in a seeded order in which the subjects take turns, each in proportion to
+    its size: any first N of it is a stratified sample, and a smaller N's sample is part of a
+    larger one's (so a data-size curve adds examples rather than swapping them)."""
+    rng = random.Random(seed)
+    by_subject: dict[str, list[QA]] = defaultdict(list)
+    for r in records:
+        by_subject[r.subject].append(r)
+    keyed = []
+    for subject_records in by_subject.values():
+        shuffled = subject_records[:]
+        rng.shuffle(shuffled)
+        offset = rng.random()
+        keyed += [((i + offset) / len(shuffled), r) for i, r in enumerate(shuffled)]
+    return [r for _, r in sorted(keyed, key=lambda kr: kr[0])]
+
+
+def training_subset(records: list[QA], n: int | None, seed: int = 0) -> list[QA]:
+    """--train-size N: a seeded sample of N records with the subjects in proportion, in file
+    order (the first N of a file sorted by subject would be one subject). None: all."""
+    if n is None or n >= len(records):
+        return list(records)
+    if n < 1:
+        raise UserError(f"--train-size {n}: give at least 1")
+    chosen = {id(r) for r in subjects_take_turns(records, seed)[:n]}
+    return [r for r in records if id(r) in chosen]
+
+
+def by_subject(records) -> dict[str, int]:
+    """How many records of each subject: what a method actually learned from."""
+    counts = Counter(getattr(r, "subject", None) or r.get("subject", "general") for r in records)
+    return dict(sorted(counts.items()))
+
+
 # ----------------------------------------------------------------------------------------------
-# metric: SQuAD normalization plus numbers as words = digits; no LM judge
+# metric: in scoring.py (key found, strict, word-overlap F1, intervals, paired tests)
 
-_UNITS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen".split())}
-_TENS = {w: 10 * i for i, w in enumerate(
-    "twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)}
-_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
-
-
-def _numbers_to_digits(text: str) -> str:
-    """'one hundred and five' -> '105', 'fifty-six' -> '56'. Punctuation ends a number, so
-    'five, seven and five' stays three numbers."""
-    out: list[str] = []
-    total = current = 0
-    last = None  # what the number so far ended with: unit, tens, scale, and
-
-    def flush():
-        nonlocal total, current, last
-        if last is not None:
-            out.append(str(total + current))
-            if last == "and":  # 'a hundred and cats': the 'and' was an ordinary word
-                out.append("and")
-        total = current = 0
-        last = None
-
-    for token in text.replace("-", " ").split():
-        word = token.strip(string.punctuation)
-        if last is not None and not _continues(word, last):
-            flush()  # 'one two' is two numbers: end this one, let the word start the next
-        if word in _UNITS:
-            current, last = current + _UNITS[word], "unit"
-        elif word in _TENS:
-            current, last = current + _TENS[word], "tens"
-        elif word == "hundred":
-            current, last = max(current, 1) * 100, "scale"
-        elif word in ("thousand", "million"):
-            total, current, last = total + max(current, 1) * _SCALES[word], 0, "scale"
-        elif word == "and" and last == "scale" and token == word:
-            last = "and"
-        else:
-            flush()
-            out.append(token)
-            continue
-        if token != word:  # 'five,' : the punctuation ends this number
-            flush()
-    flush()
-    return " ".join(out)
-
-
-def _continues(word: str, last: str) -> bool:
-    """Can `word` extend a number that so far ended with a `last` kind of word?"""
-    return ((word in _UNITS and (last in ("scale", "and")
-                                 or (last == "tens" and 0 < _UNITS[word] < 10)))
-            or (word in _TENS and last in ("scale", "and"))
-            or (word == "hundred" and last == "unit")
-            or word in ("thousand", "million")
-            or (word == "and" and last == "scale"))
-
-
-def normalize(text: str) -> str:
-    """Lowercase, numbers as digits, no punctuation, no articles, single spaces (as SQuAD)."""
-    text = _numbers_to_digits(text.lower())
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-def is_correct(prediction: str, key: str | None, answer: str) -> bool:
-    """True when any alternative of the key ('H2O|water') occurs, as whole words, in the
-    prediction; without a key the whole reference answer must occur."""
-    pred = normalize(prediction).split()
-    for alt in (key.split("|") if key else [answer]):
-        want = normalize(alt).split()
-        if want and any(pred[i:i + len(want)] == want for i in range(len(pred) - len(want) + 1)):
-            return True
-    return False
-
-
-def f1(prediction: str, answer: str) -> float:
-    """SQuAD token F1 between the prediction and the reference answer."""
-    pred, ref = normalize(prediction).split(), normalize(answer).split()
-    common = sum((Counter(pred) & Counter(ref)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
-
-
-def score(examples: list[QA], predictions: list[str]) -> dict:
-    """Accuracy and F1 over the examples, overall and per subject."""
-    if len(examples) != len(predictions):
-        raise ValueError("one prediction per example")
-    by_subject = defaultdict(list)
-    for ex, pred in zip(examples, predictions):
-        by_subject[ex.subject].append((is_correct(pred, ex.key, ex.answer), f1(pred, ex.answer)))
-
-    def mean(rows, i):
-        return round(sum(r[i] for r in rows) / len(rows), 4) if rows else 0.0
-
-    rows = [row for subject_rows in by_subject.values() for row in subject_rows]
-    return {"n": len(rows), "accuracy": mean(rows, 0), "f1": mean(rows, 1),
-            "per_subject": {s: {"n": len(r), "accuracy": mean(r, 0), "f1": mean(r, 1)}
-                            for s, r in sorted(by_subject.items())}}
+import scoring  # noqa: E402
+from scoring import f1, is_correct, normalize, score  # noqa: E402,F401  (re-exported)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -666,10 +601,18 @@ def disk_size(path: str | Path) -> int:
 
 
 def prediction_rows(examples: list[QA], before: list[str] | None, after: list[str] | None):
-    return [{"question": ex.question, "reference": ex.answer, "key": ex.key,
-             "subject": ex.subject,
-             "before": before[i] if before else None, "after": after[i] if after else None}
-            for i, ex in enumerate(examples)]
+    """One row per test question: the reference, the key, both answers and whether each
+    holds the key (the grade a reader of results/*.json would otherwise recompute)."""
+    rows = []
+    for i, ex in enumerate(examples):
+        row = {"question": ex.question, "reference": ex.answer, "key": ex.key,
+               "subject": ex.subject, "before": before[i] if before else None,
+               "after": after[i] if after else None}
+        for when in ("before", "after"):
+            if row[when] is not None:
+                row[f"{when}_correct"] = is_correct(row[when], ex.key, ex.answer)
+        rows.append(row)
+    return rows
 
 
 def command_line(method: str, cfg) -> str:
@@ -706,10 +649,16 @@ def machine() -> dict:
             "os": f"{platform.system()} {platform.release()}"}
 
 
+# 2: before/after carry 95% intervals, strict accuracy and how answers are written; rows carry
+# their grades; "before_source" names the shared plain-prompt baseline. Files of version 1
+# still read: the scoreboard grades every file's answers again with today's metric.
+SCHEMA_VERSION = 2
+
+
 def new_results(method: str, cfg, data: QADataset, *, model: str, dry_run: bool) -> dict:
     """The results skeleton every script fills in (README: 'Results schema')."""
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "method": method,
         "title": METHODS[method][0],
         "dry_run": dry_run,
@@ -719,9 +668,11 @@ def new_results(method: str, cfg, data: QADataset, *, model: str, dry_run: bool)
         "model": model,
         "tuned_model": None,
         "dataset": {"file": portable(data.path), "sha256": data.sha256,
-                    "split_sizes": data.sizes(), "train_used": None},
+                    "split_sizes": data.sizes(), "train_used": None,
+                    "train_by_subject": None},
         "config": {k: portable(v) for k, v in dataclasses.asdict(cfg).items()},
         "before": None,
+        "before_source": None,
         "after": None,
         "predictions": [],
         "wall_time_s": {"prepare": None, "tune": None, "infer_per_question": None},
@@ -747,15 +698,9 @@ def portable(value):
 
 
 def write_results(results: dict, results_dir: str | Path = RESULTS_DIR) -> Path:
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
     if results.get("artifact"):
         results["artifact"]["path"] = portable(results["artifact"]["path"])
-    path = results_dir / f"{results['method']}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)  # never leave a half-written results file behind
-    return path
+    return write_json(Path(results_dir) / f"{results['method']}.json", results)
 
 
 def load_all_results(results_dir: str | Path = RESULTS_DIR) -> dict[str, dict]:
@@ -776,10 +721,137 @@ def current_results(dataset: QADataset, results_dir: str | Path = RESULTS_DIR) -
             if "unreadable" not in r and r["dataset"].get("sha256") == dataset.sha256}
 
 
-def _fmt_pair(before, after, field):
-    b = f"{before[field]:.2f}" if before else "–"
-    a = f"{after[field]:.2f}" if after else "–"
-    return f"{b} → {a}"
+# ----------------------------------------------------------------------------------------------
+# the shared "before": the plain chat prompt on the same model, answered once
+
+
+def plain_prompt_baseline(model: str, data: QADataset, max_new_tokens: int, answer,
+                          console, results_dir: str | Path = RESULTS_DIR) -> tuple[list, dict]:
+    """The test answers of `model` to the plain chat prompt (SYSTEM_PROMPT + the question,
+    greedy): the one "before" of every method on that model. Computed by the first script that
+    needs it, with `answer(conversations) -> answers`, saved to results/baseline.json, and
+    read back by the others, so every method is measured against the same answers."""
+    test = data.split("test")
+    settings = {"model": model, "dataset_sha256": data.sha256, "system_prompt": SYSTEM_PROMPT,
+                "max_new_tokens": max_new_tokens, "decoding": "greedy"}
+    path = Path(results_dir) / BASELINE_FILE
+    saved = read_baseline(path)
+    if saved and saved.get("settings") == settings and \
+            [p["question"] for p in saved["predictions"]] == [ex.question for ex in test]:
+        console.print(f"before: the plain-prompt baseline of this model, shared by every method "
+                      f"({portable(path)}, {saved['created'][:16]}), not generated again")
+        return [p["answer"] for p in saved["predictions"]], \
+            {"kind": "plain-prompt baseline", "file": portable(path), "this_run": False}
+    start = time.perf_counter()
+    answers = answer([chat_messages(ex.question) for ex in test])
+    seconds = time.perf_counter() - start
+    rows = prediction_rows(test, answers, None)
+    baseline = {"schema_version": SCHEMA_VERSION, "method": "baseline", "title": BASELINE_TITLE,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+                "model": model, "settings": settings, "seconds": round(seconds, 2),
+                "score": score(test, answers),
+                "predictions": [{"question": r["question"], "reference": r["reference"],
+                                 "key": r["key"], "subject": r["subject"], "answer": r["before"],
+                                 "correct": r["before_correct"]} for r in rows]}
+    write_json(path, baseline)
+    console.print(f"before: the plain-prompt baseline of this model, answered now "
+                  f"({seconds:.1f} s) and saved to {portable(path)} for the other methods")
+    return answers, {"kind": "plain-prompt baseline", "file": portable(path), "this_run": True}
+
+
+def read_baseline(path: Path) -> dict | None:
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return saved if isinstance(saved, dict) and isinstance(saved.get("predictions"), list) \
+        else None
+
+
+def write_json(path: Path, obj: dict) -> Path:
+    """Written whole or not at all: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# step 5: before and after on the same test questions, graded and compared
+
+
+def report_test_answers(console, test: list[QA], before: list[str], after: list[str],
+                        title: str, parse_failures: dict | None = None):
+    """Score both sets of answers, say whether the change is more than noise, list the
+    questions fixed and broken, and show three answers side by side with their grades.
+    Returns (scores, rows, change)."""
+    failures = parse_failures or {}
+    scores = {"before": score(test, before, failures.get("before")),
+              "after": score(test, after, failures.get("after"))}
+    rows = prediction_rows(test, before, after)
+    change = scoring.compare(rows)
+    for when, label in (("before", "before (plain prompt)"), ("after", "after")):
+        sc = scores[when]
+        note = f" | parse failures {sc['parse_failures']}/{sc['n']}" \
+            if sc.get("parse_failures") is not None else ""
+        console.print(f"test {label:21}: accuracy {scoring.fmt_ci(sc['accuracy'], sc['accuracy_ci'])}"
+                      f" | strict {sc['strict_accuracy']:.2f} | word-overlap F1 "
+                      f"{scoring.fmt_ci(sc['f1'], sc['f1_ci'])}{note} (n={sc['n']}; 95% "
+                      "intervals)")
+    console.print("change in accuracy: " + scoring.change_in_words(change))
+    console.print("change in word-overlap F1: " + scoring.change_in_words(change, "f1"))
+    print_changed_questions(console, change)
+    show_side_by_side(console, rows, title=title)
+    return scores, rows, change
+
+
+def print_changed_questions(console, change: dict) -> None:
+    for label, field in (("fixed", "fixed"), ("broken", "broken"),
+                         ("still wrong", "still_wrong")):
+        questions = change[field]
+        say(console, f"{label} ({len(questions)}): ", "; ".join(questions) or "none")
+
+
+def mark(correct) -> str:
+    return "" if correct is None else "✓ " if correct else "✗ "
+
+
+def show_side_by_side(console, rows: list[dict], n: int = 3, title: str = "") -> None:
+    """Step 5: a few test questions with the answer before, after (✓ key found, ✗ not) and
+    the reference."""
+    from rich.table import Table
+    table = Table(title=title, show_lines=True)
+    for col in ("question", "before", "after", "reference (key)"):
+        table.add_column(col, overflow="fold")
+    for r in rows[:n]:
+        table.add_row(visible(r["question"]),
+                      mark(r.get("before_correct")) + visible(r["before"] or "–"),
+                      mark(r.get("after_correct")) + visible(r["after"] or "–"),
+                      visible(f"{r['reference']} ({r['key'] or 'whole answer'})"))
+    console.print(table)
+
+
+# ----------------------------------------------------------------------------------------------
+# step 6: the scoreboard, built from every results file present
+
+
+def summarize(res: dict) -> dict:
+    """A results file's answers graded again with today's metric (so a file of any schema
+    version, or from before a grader fix, reads right): scores with intervals, and the paired
+    change from before to after."""
+    rows = [r for r in res.get("predictions") or [] if isinstance(r, dict)]
+    examples = [QA(r["question"], r["reference"], r.get("key"), r.get("subject") or "general",
+                   "test", 0) for r in rows]
+    out = {}
+    for when in ("before", "after"):
+        answers = [r.get(when) for r in rows]
+        if rows and all(isinstance(a, str) for a in answers):
+            failures = (res.get(when) or {}).get("parse_failures")
+            out[when] = score(examples, answers, failures)
+    if "before" in out and "after" in out:
+        out["change"] = scoring.compare(rows)
+    return out
 
 
 def _fmt_seconds(s):
@@ -792,57 +864,172 @@ def _fmt_bytes(n):
     return "–" if not n else f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB"
 
 
-def scoreboard_rows(dataset_sha256: str, results_dir: str | Path = RESULTS_DIR) -> list[dict]:
-    """One row per method, in METHODS order; results for another dataset are not mixed in."""
-    rows = []
+fmt_seconds, fmt_bytes = _fmt_seconds, _fmt_bytes
+
+
+def produced(res: dict) -> str:
+    """'LoRA adapter, 23.1 MB'; for a model kept at a service, its id."""
+    artifact = res.get("artifact") or {}
+    noun = PRODUCES.get(res.get("method"), "artifact")
+    if not artifact:
+        return "nothing kept (the base was best on dev)" if res.get("after") else "–"
+    if artifact.get("bytes"):
+        return f"{noun}, {fmt_bytes(artifact['bytes'])}"
+    return f"{noun} at the service: {artifact.get('path')}"
+
+
+def _source(path: Path, res: dict, this_run: str | None) -> str:
+    if res.get("method") == this_run:
+        return "this run"
+    return f"{portable(path)}, {str(res.get('created', ''))[:16].replace('T', ' ')}"
+
+
+def scoreboard_columns(dataset: QADataset, results_dir: str | Path = RESULTS_DIR,
+                       this_run: str | None = None) -> list[dict]:
+    """The plain-prompt baseline, then one column per method, in METHODS order: each says where
+    its numbers come from (this run, or a results file and its date); results for another
+    dataset are not mixed in."""
+    results_dir = Path(results_dir)
+    n_test = len(dataset.split("test"))
+    columns = []
+    baseline = read_baseline(results_dir / BASELINE_FILE)
     found = load_all_results(results_dir)
+    made_now = ((found.get(this_run) or {}).get("before_source") or {}).get("this_run")
+    if baseline and baseline.get("settings", {}).get("dataset_sha256") == dataset.sha256:
+        rows = baseline["predictions"]
+        examples = [QA(r["question"], r["reference"], r.get("key"), r.get("subject") or
+                       "general", "test", 0) for r in rows]
+        sc = score(examples, [r["answer"] for r in rows])
+        columns.append({
+            "method": BASELINE_TITLE, "status": "ok",
+            "source": "this run" if made_now
+            else _source(results_dir / BASELINE_FILE, baseline, None),
+            "model": _model_name(baseline["model"]), **_score_cells(sc),
+            "vs_accuracy": "(the common before)", "vs_f1": "", "tune_time": "–",
+            "cost": "$0.00 (free)", "trainable": "0", "produced": "–",
+            "data_sent": "no", "note": ""})
     for method, (title, command) in METHODS.items():
         res = found.get(method)
-        row = {"method": title, "status": "ok"}
+        path = results_dir / f"{method}.json"
+        col = {"method": title, "status": "ok"}
         if res is None:
-            row.update(status="missing", note=f"not run: {command}")
+            col.update(status="missing", note=f"not run: {command}")
         elif "unreadable" in res:
-            row.update(status="unreadable", note=res["unreadable"])
-        elif res.get("dataset", {}).get("sha256") != dataset_sha256:
-            row.update(status="other-dataset",
+            col.update(status="unreadable", note=res["unreadable"])
+        elif res.get("dataset", {}).get("sha256") != dataset.sha256:
+            col.update(status="other-dataset",
                        note=f"results are for another dataset ({res['dataset'].get('file')}); "
                             f"re-run: {command}")
         else:
+            summary = summarize(res)
             cost = res["cost_usd"]
-            row.update(
-                model=res["model"],
-                accuracy=_fmt_pair(res.get("before"), res.get("after"), "accuracy"),
-                f1=_fmt_pair(res.get("before"), res.get("after"), "f1"),
-                tune_time=_fmt_seconds(res["wall_time_s"].get("tune")),
+            change = summary.get("change")
+            col.update(
+                source=_source(path, res, this_run), model=res["model"],
+                **_score_cells(summary.get("after")),
+                vs_accuracy=scoring.change_in_words(change) if change else "–",
+                vs_f1=scoring.change_in_words(change, "f1") if change else "–",
+                tune_time=fmt_seconds(res["wall_time_s"].get("tune")),
                 cost=f"${cost['amount']:.2f} ({cost['kind']})",
-                trainable=(f"{res['trainable_params']:,}" if res.get("trainable_params")
+                trainable=(f"{res['trainable_params']:,}" if res.get("trainable_params") is not None
                            else "–"),
-                artifact=_fmt_bytes(res["artifact"]["bytes"]) if res.get("artifact") else "–",
-                data_left=("yes" if res.get("data_left_machine") else "no"),
+                produced=produced(res), data_sent=data_sent(res),
                 note="dry run: nothing trained or scored" if res.get("dry_run") else "")
-        rows.append(row)
-    return rows
+            if res.get("dry_run"):
+                col.update(accuracy="– (dry run)", f1="–")
+        columns.append(col)
+    for col in columns:
+        col.setdefault("n_test", n_test)
+    return columns
 
 
-SCOREBOARD_FIELDS = (("model", "model"), ("accuracy", "accuracy"), ("f1", "F1"),
-                     ("tune_time", "tuning time"), ("cost", "cost"),
-                     ("trainable", "trainable params"), ("artifact", "artifact"),
-                     ("data_left", "data left machine"), ("note", "note"))
+def _model_name(model: str) -> str:
+    return EMBEDDED_DESCRIPTION if model == EMBEDDED_MODEL else model
 
 
-def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESULTS_DIR) -> None:
-    """One column per method, one row per measure: three methods fit an 80-column terminal,
-    where ten measures side by side would be cut to "…"."""
+def _score_cells(sc: dict | None) -> dict:
+    if not sc:
+        return {"accuracy": "–", "strict": "–", "f1": "–", "style": "–", "parse": "–"}
+    first = "–" if sc.get("answer_first") is None else f"{sc['answer_first']:.0%}"
+    return {"accuracy": scoring.fmt_ci(sc["accuracy"], sc["accuracy_ci"]),
+            "strict": scoring.fmt_ci(sc["strict_accuracy"], sc.get("strict_accuracy_ci")),
+            "f1": scoring.fmt_ci(sc["f1"], sc["f1_ci"]),
+            "style": f"{sc['words_per_answer']:.0f} words; key first in {first} of right answers",
+            "parse": "–" if sc.get("parse_failures") is None else
+            f"{sc['parse_failures']}/{sc['n']}"}
+
+
+def data_sent(res: dict) -> str:
+    """What left this machine, and what would with --execute."""
+    if res.get("data_left_machine"):
+        return "yes: " + {"openai_finetune": "training file uploaded, test questions sent",
+                          "dspy": "every prompt sent to the hosted LM"}.get(res["method"], "yes")
+    if res["method"] == "openai_finetune" and res.get("dry_run"):
+        return "no (a plan only); with --execute the training file is uploaded"
+    if res["method"] == "openai_finetune":
+        return "no (local service); with --execute the training file is uploaded"
+    if res["method"] == "dspy":
+        return "no (local LM); a hosted --lm gets every prompt"
+    return "no"
+
+
+SCOREBOARD_FIELDS = (
+    ("source", "numbers from"), ("model", "model"),
+    ("accuracy", "accuracy: key fact in the answer (95% interval)"),
+    ("vs_accuracy", "accuracy vs the plain prompt"),
+    ("strict", "strict accuracy: key in the first sentence"),
+    ("f1", "word-overlap F1 with the reference (95% interval)"),
+    ("vs_f1", "F1 vs the plain prompt"),
+    ("style", "how it answers"), ("parse", "replies that failed to parse"),
+    ("tune_time", "tuning time"), ("cost", "cost"), ("trainable", "trainable params"),
+    ("produced", "what it produced"), ("data_sent", "data sent off this machine"),
+    ("note", "note"))
+
+
+def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESULTS_DIR,
+                     this_run: str | None = None) -> None:
+    """One column per method, one row per measure: the columns fit a terminal where the
+    measures side by side would not."""
     from rich.table import Table
-    rows = scoreboard_rows(dataset.sha256, results_dir)
-    table = Table(title=f"Scoreboard: {len(dataset.split('test'))} test questions of "
-                        f"{dataset.path.name} (sha256 {dataset.sha256[:12]}), before → after")
-    table.add_column("", style="bold", no_wrap=True)
-    for r in rows:
-        table.add_column(r["method"], overflow="fold")
+    columns = scoreboard_columns(dataset, results_dir, this_run)
+    table = Table(title=f"Scoreboard: the same {len(dataset.split('test'))} test questions of "
+                        f"{visible(dataset.path.name)} (sha256 {dataset.sha256[:12]}), "
+                        "after adapting", show_lines=True)
+    table.add_column("", style="bold")
+    for c in columns:
+        table.add_column(c["method"], overflow="fold")
     for field, label in SCOREBOARD_FIELDS:
-        table.add_row(label, *[r.get(field, "–") for r in rows])
+        table.add_row(label, *[visible(c.get(field, "–")) for c in columns])
     console.print(table)
+    print_method_vs_method(console, dataset, results_dir)
+
+
+def method_vs_method(dataset: QADataset, results_dir: str | Path = RESULTS_DIR) -> list[dict]:
+    """Every pair of methods with answers, paired question by question on the test split."""
+    found = {m: r for m, r in current_results(dataset, results_dir).items()
+             if not r.get("dry_run") and summarize(r).get("after")}
+    pairs = []
+    names = list(found)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            answers_b = {r["question"]: r["after"] for r in found[b]["predictions"]}
+            rows = [{"question": r["question"], "key": r.get("key"), "reference": r["reference"],
+                     "before": answers_b[r["question"]], "after": r["after"]}
+                    for r in found[a]["predictions"] if r["question"] in answers_b]
+            if rows:
+                pairs.append({"a": METHODS[a][0], "b": METHODS[b][0],
+                              "change": scoring.compare(rows)})
+    return pairs
+
+
+def print_method_vs_method(console, dataset: QADataset, results_dir) -> None:
+    for p in method_vs_method(dataset, results_dir):
+        c = p["change"]
+        say(console, f"{p['a']} minus {p['b']}: ",
+            f"accuracy {c['accuracy_change']:+.2f} ({len(c['fixed'])} questions only the first "
+            f"gets right, {len(c['broken'])} only the second; exact McNemar p = "
+            f"{c['mcnemar_p']:.2f}): {'more than noise' if c['accuracy_beyond_noise'] else 'within noise'}"
+            f" | F1 {scoring.change_in_words(c, 'f1')}")
 
 
 def pick_question(dataset: QADataset, choice: str | None) -> QA:
@@ -860,9 +1047,15 @@ def pick_question(dataset: QADataset, choice: str | None) -> QA:
 
 
 def one_question_rows(dataset: QADataset, ex: QA, results_dir: str | Path = RESULTS_DIR):
-    """One test question through every method with results: who answered, what, its score."""
+    """One test question through every method with results: who answered, what, its grade."""
     found = current_results(dataset, results_dir)
     rows = []
+    baseline = read_baseline(Path(results_dir) / BASELINE_FILE)
+    if baseline and baseline.get("settings", {}).get("dataset_sha256") == dataset.sha256:
+        pred = next((p for p in baseline["predictions"] if p["question"] == ex.question), None)
+        if pred:
+            rows.append({"who": f"{BASELINE_TITLE}: {_model_name(baseline['model'])}",
+                         "answer": pred["answer"]})
     for method, (title, command) in METHODS.items():
         res = found.get(method)
         if res is None:
@@ -876,8 +1069,7 @@ def one_question_rows(dataset: QADataset, ex: QA, results_dir: str | Path = RESU
         pred = next((p for p in res["predictions"] if p["question"] == ex.question), None)
         if pred is None:
             continue
-        rows.append({"who": f"{title}, before: {res['model']}", "answer": pred["before"]})
-        rows.append({"who": f"{title}, after: {res.get('tuned_model') or res['model']}",
+        rows.append({"who": f"{title}: {res.get('tuned_model') or res['model']}",
                      "answer": pred["after"], "prompt": res.get("prompt_template")})
     for row in rows:
         if row.get("answer") is not None:
@@ -892,21 +1084,24 @@ def print_one_question(console, dataset: QADataset, choice: str | None,
     from rich.table import Table
     ex = pick_question(dataset, choice)
     rows = one_question_rows(dataset, ex, results_dir)
-    table = Table(title=f"One question through every method: {ex.question}", show_lines=True)
-    for col in ("who answered", "answer", "key found", "F1"):
+    table = Table(title=f"One question through every method: {visible(ex.question)}",
+                  show_lines=True)
+    for col in ("who answered", "answer (✓ key found, ✗ not)", "word-overlap F1"):
         table.add_column(col, overflow="fold")
-    table.add_row("reference", ex.answer, ex.key or "", "1.00")
+    table.add_row(f"reference (key: {visible(ex.key or 'whole answer')})", visible(ex.answer),
+                  "1.00")
     for r in rows:
         if r.get("answer") is None:
-            table.add_row(r["who"], r["note"], "", "")
+            table.add_row(visible(r["who"]), visible(r["note"]), "")
         else:
-            table.add_row(r["who"], r["answer"], "yes" if r["correct"] else "no", f"{r['f1']:.2f}")
+            table.add_row(visible(r["who"]), mark(r["correct"]) + visible(r["answer"]),
+                          f"{r['f1']:.2f}")
     console.print(table)
     for r in rows:
         if r.get("prompt"):
-            say(console, f"What {r['who'].split(',')[0]} sends its model:")
-            console.print(r["prompt"].replace("{question}", ex.question), markup=False,
-                          highlight=False, soft_wrap=True)
+            say(console, f"What {r['who'].split(':')[0]} sends its model:")
+            console.print(visible(r["prompt"].replace("{question}", ex.question)),
+                          soft_wrap=True)
 
 
 def save_and_compare(console, dataset: QADataset, results: dict, results_dir,
@@ -914,19 +1109,8 @@ def save_and_compare(console, dataset: QADataset, results: dict, results_dir,
     """Step 6 of every script: write results, the scoreboard, one question through all."""
     path = write_results(results, results_dir)
     console.print(f"results: {path}")
-    print_scoreboard(console, dataset, results_dir)
+    print_scoreboard(console, dataset, results_dir, this_run=results["method"])
     print_one_question(console, dataset, question, results_dir)
-
-
-def show_side_by_side(console, rows: list[dict], n: int = 3, title: str = "") -> None:
-    """Step 5: a few test questions with the answer before, after, and the reference."""
-    from rich.table import Table
-    table = Table(title=title, show_lines=True)
-    for col in ("question", "before", "after", "reference"):
-        table.add_column(col, overflow="fold")
-    for r in rows[:n]:
-        table.add_row(r["question"], r["before"] or "–", r["after"] or "–", r["reference"])
-    console.print(table)
 
 
 def redact(secret: str) -> str:
@@ -975,6 +1159,11 @@ def console():
     data or a server ("a[i]", "[/b]", ":x:") shows as written, and every string passes through
     visible(); styles are given with style=, never inside the text."""
     from rich.console import Console
+    if not sys.stdout.isatty():
+        # a log or a notebook: progress bars would become walls of lines there (tqdm, and the
+        # datasets library's own bars), so they are off unless the user set them
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
     class LiteralConsole(Console):
         def render_str(self, text, **kwargs):

@@ -48,7 +48,8 @@ class Config:
     execute: bool = field(default=False, metadata={
         "help": "allow what costs: a GPU, 4-bit loading, a model over 500M parameters"})
     train_size: int = field(default=None, metadata={
-        "type": int, "help": "use only the first N training examples (try 10, 20, 40)"})
+        "type": int, "help": "learn from N training examples, a sample drawn with --seed, "
+                             "subjects in proportion (try 10, 20, 40)"})
     question: str = field(default=None, metadata={
         "type": str, "help": "step 6 follows this test question (number or words) through "
                              "every method; default: the first"})
@@ -111,9 +112,9 @@ def prepare_data(cfg: Config, console):
                                               "datasets")
     edu_qa.print_versions(console, env["versions"])
 
-    train = data.split("train")[:cfg.train_size]
+    train = edu_qa.training_subset(data.split("train"), cfg.train_size, cfg.seed)
     dev, test = data.split("dev"), data.split("test")
-    edu_qa.print_data_summary(console, data, len(train))
+    edu_qa.print_data_summary(console, data, train)
     return data, train, dev, test, env
 
 
@@ -568,27 +569,43 @@ class DevAnswers:
 
 
 # %% Step 5. Inference and demonstration
-def infer(cfg: Config, model, tok, test, console, use_adapter: bool = True):
-    """Base and tuned model answer the same test questions: same prompt, greedy decoding.
+def infer(cfg: Config, env: dict, model, tok, data, console, use_adapter: bool = True):
+    """The plain-prompt baseline and the tuned model answer the same test questions: same
+    prompt, greedy decoding, graded by the same metric.
 
-    The base answers come from the same model with the adapter switched off, which is exactly
-    the base model: LoRA only adds to the frozen weights. When step 4 kept the base model, the
-    "after" answers are the base's too: that is the model a student would use."""
+    The baseline is the base model with the adapter switched off, which is exactly the base
+    model (LoRA only adds to the frozen weights); it is shared with the other methods through
+    results/baseline.json. A 4-bit base (QLoRA) is another model, so it answers for itself.
+    When step 4 kept the base model, the "after" answers are the base's too: that is the model
+    a student would use."""
+    test = data.split("test")
     conversations = [edu_qa.chat_messages(ex.question) for ex in test]
     model.eval()
-    start = time.perf_counter()
-    with model.disable_adapter():
-        before, before_tokens = edu_qa.generate(model, tok, conversations, cfg.max_new_tokens,
-                                                cfg.eval_batch_size)
-    after, after_tokens = (before, 0) if not use_adapter else edu_qa.generate(
-        model, tok, conversations, cfg.max_new_tokens, cfg.eval_batch_size)
+    start, tokens = time.perf_counter(), 0
+
+    def base_answers(chats):
+        nonlocal tokens
+        with model.disable_adapter():
+            answers, used = edu_qa.generate(model, tok, chats, cfg.max_new_tokens,
+                                            cfg.eval_batch_size)
+        tokens += used
+        return answers
+    if env["quantization"] == "4bit":
+        before = base_answers(conversations)
+        source = {"kind": "the 4-bit base model, plain prompt", "this_run": True}
+    else:
+        before, source = edu_qa.plain_prompt_baseline(cfg.model, data, cfg.max_new_tokens,
+                                                      base_answers, console, cfg.results_dir)
+    after = before
+    if use_adapter:
+        after, used = edu_qa.generate(model, tok, conversations, cfg.max_new_tokens,
+                                      cfg.eval_batch_size)
+        tokens += used
     seconds = time.perf_counter() - start
-    scores = {"before": edu_qa.score(test, before), "after": edu_qa.score(test, after)}
-    rows = edu_qa.prediction_rows(test, before, after)
-    edu_qa.print_scores(console, scores)
-    edu_qa.show_side_by_side(console, rows, title="base model vs LoRA-tuned, test questions")
-    return scores, rows, {"seconds": seconds, "tokens": before_tokens + after_tokens,
-                          "per_question": seconds / (2 * len(test))}
+    scores, rows, change = edu_qa.report_test_answers(
+        console, test, before, after, title="plain prompt vs LoRA-tuned, test questions")
+    return scores, rows, {"seconds": seconds, "tokens": tokens, "source": source,
+                          "change": change, "per_question": seconds / (2 * len(test))}
 
 
 def verify_reload(cfg: Config, env: dict, adapter_dir: Path, rows: list[dict],
@@ -666,7 +683,7 @@ def main(argv=None):
 
     edu_qa.step(console, 5, "Inference and demonstration")
     use_adapter = trained["kept"] != "base"
-    scores, rows, inference = infer(cfg, model, tok, test, console, use_adapter)
+    scores, rows, inference = infer(cfg, env, model, tok, data, console, use_adapter)
     reload = verify_reload(cfg, env, trained["adapter_dir"], rows, console) \
         if cfg.verify_reload and use_adapter else None
     merged = merge(cfg, env, trained["adapter_dir"], console) if cfg.merge else None
@@ -678,10 +695,10 @@ def main(argv=None):
         tuned_model=f"{describe_model(cfg.model)} + LoRA r={cfg.lora_r}" if use_adapter
         else f"{describe_model(cfg.model)} (base kept: no epoch beat it on dev)",
         before=scores["before"], after=scores["after"], predictions=rows,
-        trainable_params=trainable, total_params=total, versions=env["versions"],
+        before_source=inference["source"], trainable_params=trainable, total_params=total, versions=env["versions"],
         artifact={"path": str(trained["adapter_dir"]),
                   "bytes": edu_qa.disk_size(trained["adapter_dir"])})
-    results["dataset"]["train_used"] = len(train)
+    results["dataset"].update(train_used=len(train), train_by_subject=edu_qa.by_subject(train))
     results["prompt_template"] = tok.apply_chat_template(
         edu_qa.chat_messages("{question}"), tokenize=False, add_generation_prompt=True)
     results["wall_time_s"].update(prepare=round(prepared, 2), tune=round(trained["seconds"], 2),

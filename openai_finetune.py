@@ -85,7 +85,8 @@ class Config:
     execute: bool = field(default=False, metadata={
         "help": "upload to OpenAI (or --base-url), train and call the API: this costs money"})
     train_size: int = field(default=None, metadata={
-        "type": int, "help": "use only the first N training examples (OpenAI needs >= 10)"})
+        "type": int, "help": "learn from N training examples, a sample drawn with --seed, "
+                             "subjects in proportion (OpenAI needs >= 10)"})
     question: str = field(default=None, metadata={
         "type": str, "help": "step 6 follows this test question (number or words) through "
                              "every method; default: the first"})
@@ -121,8 +122,9 @@ class Config:
                                "service, else 10 growing 1.5x up to 60"})
     cancel: bool = field(default=False, metadata={
         "help": "cancel the job recorded for this training file on this service"})
-    max_new_tokens: int = field(default=64, metadata={
-        "help": "answer cap for the before/after test questions"})
+    max_new_tokens: int = field(default=48, metadata={
+        "help": "answer cap, the same as the other scripts' (references are at most 40 "
+                "words)"})
     concurrency: int = field(default=24, metadata={
         "help": "test questions asked at once in step 5 (the local service batches them)"})
 
@@ -155,9 +157,9 @@ def prepare_data(cfg: Config, console):
                                    "(nothing was uploaded)")
         console.print(f"API key: OPENAI_API_KEY={edu_qa.redact(key)}", markup=False)
     data = edu_qa.load_qa(cfg.data, seed=cfg.seed)
-    train = data.split("train")[:cfg.train_size]
+    train = edu_qa.training_subset(data.split("train"), cfg.train_size, cfg.seed)
     dev, test = data.split("dev"), data.split("test")
-    edu_qa.print_data_summary(console, data, len(train))
+    edu_qa.print_data_summary(console, data, train)
     return data, train, dev, test, {"versions": versions, "mode": mode,
                                     "base_url": base_url if mode == "openai" else mode}
 
@@ -477,10 +479,13 @@ class JobState:
 
 
 # %% Step 5. Inference and demonstration
-def infer(cfg: Config, client, job, test, console, model: str, dev=(), checkpoints=()):
+def infer(cfg: Config, client, job, data, console, model: str, dev=(), checkpoints=(),
+          local: bool = False):
     """Which model to keep, chosen on dev by the answers: the base or a checkpoint (never
     worse than the base). Then the base and the kept model answer the same test questions:
-    same prompt, temperature 0."""
+    same prompt, temperature 0. On the local service the base is the embedded model, whose
+    plain-prompt answers every method shares (results/baseline.json)."""
+    test = data.split("test")
     request = {"model": model, "messages": edu_qa.chat_messages(test[0].question),
                "temperature": 0, "max_completion_tokens": cfg.max_new_tokens}
     if client is None:
@@ -511,14 +516,21 @@ def infer(cfg: Config, client, job, test, console, model: str, dev=(), checkpoin
         dev_scores = {name: edu_qa.score(dev, answers(model_id, dev, pool))
                       for name, model_id in candidates} if dev else {}
         kept, kept_id = choose_on_dev(candidates, dev_scores, job, console)
-        before = answers(model, test, pool)
+        if local:
+            import finetune_service
+            before, source = edu_qa.plain_prompt_baseline(
+                finetune_service.BASE_MODELS.get(model, model), data, cfg.max_new_tokens,
+                lambda chats: answers(model, test, pool), console, cfg.results_dir)
+        else:  # a model at OpenAI is not the local one: its own plain-prompt answers
+            before = answers(model, test, pool)
+            source = {"kind": "plain prompt on the service's base model", "this_run": True}
         after = before if kept_id == model else answers(kept_id, test, pool)
     seconds = time.perf_counter() - start
-    scores = {"before": edu_qa.score(test, before), "after": edu_qa.score(test, after)}
-    rows = edu_qa.prediction_rows(test, before, after)
-    edu_qa.print_scores(console, scores)
-    edu_qa.show_side_by_side(console, rows, title="base vs kept fine-tuned model, test questions")
+    scores, rows, change = edu_qa.report_test_answers(
+        console, test, before, after, title="plain prompt vs the kept fine-tuned model, "
+                                            "test questions")
     return {"scores": scores, "rows": rows, "usage": usage, "kept": kept, "kept_model": kept_id,
+            "source": source, "change": change,
             "dev": {name: {"accuracy": sc["accuracy"], "f1": sc["f1"]}
                     for name, sc in dev_scores.items()},
             "tokens": sum(map(sum, usage.values())), "per_question": seconds / (2 * len(test))}
@@ -609,8 +621,8 @@ def main(argv=None):
             if state:
                 state.doing = "POST /chat/completions"
             checkpoints = list_checkpoints(client, job.id, console) if job else []
-            inference = infer(cfg, client, job, test, console,
-                              cfg.local_model if local else cfg.model, dev, checkpoints)
+            inference = infer(cfg, client, job, data, console,
+                              cfg.local_model if local else cfg.model, dev, checkpoints, local)
         except KeyboardInterrupt:
             where = f" during {state.doing}" if state else ""
             sys.stdout.flush()
@@ -626,7 +638,7 @@ def main(argv=None):
     edu_qa.step(console, 6, "Comparison")
     results = edu_qa.new_results(METHOD, cfg, data, model=cfg.local_model if local
                                  else cfg.model, dry_run=job is None)
-    results["dataset"]["train_used"] = len(train)
+    results["dataset"].update(train_used=len(train), train_by_subject=edu_qa.by_subject(train))
     results["wall_time_s"].update(prepare=round(prepared, 2),
                                   total=round(time.perf_counter() - start, 2))
     results["tokens"]["training"] = plan["trained_tokens"]
@@ -652,7 +664,8 @@ def main(argv=None):
         results["extra"].update(kept=inference["kept"], dev_scores=inference["dev"])
         results["tokens"]["training"] = trained
         results.update(before=inference["scores"]["before"],
-                       after=inference["scores"]["after"], predictions=inference["rows"])
+                       after=inference["scores"]["after"], predictions=inference["rows"],
+                       before_source=inference["source"])
         results["tokens"]["inference"] = inference["tokens"]
         results["wall_time_s"]["infer_per_question"] = round(inference["per_question"], 3)
         if local:

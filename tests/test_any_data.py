@@ -111,8 +111,8 @@ def through_every_script(path, out, tokenizer):
             dspy_example.convert_format(cfg, train, console)
         printed.append(console.file.getvalue())
     console = recording_console()
-    rows = edu_qa.prediction_rows(test, [ex.answer for ex in test],
-                                  [ex.question for ex in test])
+    _, rows, _ = edu_qa.report_test_answers(console, test, [ex.answer for ex in test],
+                                            [ex.question for ex in test], "step 5")
     edu_qa.show_side_by_side(console, rows, n=len(rows))
     results = edu_qa.new_results("huggingface_lora", lora.Config(data=str(path)), data,
                                  model=test[0].question, dry_run=False)

@@ -30,6 +30,17 @@ def test_shipped_dataset_is_sound():
         assert 1 <= max(len(k.split()) for k in r.key.split("|")) <= 5, f"line {r.line}: key"
 
 
+def test_no_key_echoes_its_question():
+    """A key made of the question's own words ('light' for 'Which travels faster, sound or
+    light?') passes wrong answers that repeat the question ('Sound travels faster than
+    light')."""
+    for r in edu_qa.load_qa(edu_qa.DATA_FILE).records:
+        question = f" {edu_qa.normalize(r.question)} "
+        for alt in r.key.split("|"):
+            assert f" {edu_qa.normalize(alt)} " not in question, \
+                f"line {r.line}: key {alt!r} is in the question"
+
+
 def write(tmp_path, content: bytes | str, name="qa.jsonl"):
     path = tmp_path / name
     path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)

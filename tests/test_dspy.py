@@ -24,14 +24,45 @@ def test_program_wiring_with_dummy_lm(tmp_path):
     cfg, console, data, train, dev, test, env, signature, adapter = setup(
         {"output_dir": str(tmp_path), "optimizer": "labeled", "train_size": 5, "threads": 1})
     assert len(train) == 5 and set(train[0].inputs().keys()) == {"question"}
-    lm = DummyLM([{"answer": "Carbon dioxide. Plants take it in."}] * 200)
+    lm = DummyLM([{"answer": "Carbon dioxide. Plants take it in."}] * 200, adapter=adapter)
     dspy.configure(lm=lm, adapter=adapter)
     program = dspy.Predict(signature)
-    optimized, tuned = ex.tune(cfg, program, train, dev[:4], ex.make_metric(), console)
+    kept, tuned = ex.tune(cfg, program, train, dev[:4], ex.make_metric(), console)
     assert tuned["demos"] == 4  # LabeledFewShot: k demos from train, no LM calls
+    assert tuned["report"]["lm_calls"] == 0 and tuned["report"]["examples_looked_at"] == 0
+    # the same answers with and without demos: not better on dev, so the zero-shot is kept
+    assert tuned["kept"] == "zero-shot" and kept.predictors()[0].demos == []
     assert tuned["path"].exists()
-    pred = optimized(question=test[0].question)
+    pred = kept(question=test[0].question)
     assert pred.answer == "Carbon dioxide. Plants take it in."
+
+
+def test_small_chat_adapter_speaks_the_models_own_chat_format():
+    """Zero-shot, the program sends exactly the plain prompt every method starts from; demos
+    are earlier user/assistant turns; the reply is the answer, whole (nothing to fail to
+    parse). ChatAdapter, one flag away, adds its field markers."""
+    cfg, console, data, train, dev, test, env, signature, adapter = setup({})
+    question = test[0].question
+    assert adapter.format(signature, demos=[], inputs={"question": question}) == \
+        edu_qa.chat_messages(question)
+    demos = [{"question": train[0].question, "answer": train[0].answer}]
+    messages = adapter.format(signature, demos=demos, inputs={"question": question})
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[1]["content"] == train[0].question
+    assert messages[2]["content"] == train[0].answer
+    assert adapter.parse(signature, " Nitrogen. About 78%.\n") == {"answer": "Nitrogen. About 78%."}
+    chat = ex.make_adapter("chat")
+    assert "[[ ## answer ## ]]" in chat.format(signature, demos=[],
+                                               inputs={"question": question})[0]["content"]
+
+
+def test_gepa_without_a_reflection_lm_says_why_and_sends_nothing(tmp_path, no_network, capsys):
+    code = edu_qa.run(ex.main, ["--optimizer", "gepa", "--output-dir", str(tmp_path),
+                                "--results-dir", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--optimizer gepa needs a reflection LM" in err and "--reflection-lm" in err
+    assert no_network == [] and not (tmp_path / "results").exists()
 
 
 def test_metric_in_dspy_shape():
@@ -54,7 +85,7 @@ def test_local_engine_answers_and_program_round_trips(tmp_path):
         {"output_dir": str(tmp_path), "max_new_tokens": 40})
     engine = ex.LocalEngine(cfg.model, cfg.max_new_tokens)
     lm = dspy.LM("local/embedded", engine=engine, temperature=0.0, cache=False,
-                 max_tokens=cfg.max_new_tokens, stop=[ex.STOP])
+                 max_tokens=cfg.max_new_tokens)
     dspy.configure(lm=lm, adapter=adapter)
     program = dspy.LabeledFewShot(k=3).compile(dspy.Predict(signature), trainset=train)
     questions = [t.question for t in test[:2]]
@@ -84,7 +115,8 @@ def test_hosted_lm_without_execute_prints_plan_and_opens_no_socket(tmp_path, no_
 def test_plan_counts_calls_and_prices_tokens():
     cfg = ex.Config(lm="openai/gpt-4o-mini", optimizer="bootstrap")
     calls = ex.plan_calls(cfg, n_train=72, n_dev=24, n_test=24)
-    assert calls == {"optimize": 72, "evaluate": 24 + 48, "total": 144}
+    # dev: zero-shot and optimized; test: the plain prompt, zero-shot and optimized
+    assert calls == {"optimize": 72, "evaluate": 2 * 24 + 3 * 24, "total": 192}
     cfg = ex.Config(lm="openai/gpt-4o-mini", optimizer="labeled")
     assert ex.plan_calls(cfg, 72, 24, 24)["optimize"] == 0
 

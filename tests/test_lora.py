@@ -131,6 +131,11 @@ def test_embedded_model_short_training_and_answers(tmp_path):
     assert res["dry_run"] is False and res["dataset"]["train_used"] == 8
     assert res["before"]["n"] == res["after"]["n"] == 24
     assert all(p["before"] and p["after"] for p in res["predictions"])
+    assert sum(res["dataset"]["train_by_subject"].values()) == 8  # one per subject
+    assert len(res["dataset"]["train_by_subject"]) == 8
+    baseline = json.loads((tmp_path / "results" / "baseline.json").read_text())
+    assert [p["answer"] for p in baseline["predictions"]] == \
+        [p["before"] for p in res["predictions"]]
     assert res["artifact"]["bytes"] > 1_000_000
     assert "Step 6. Comparison" in proc.stdout
     # the kept model follows the rule: the best on dev by its answers, the base on a tie

@@ -164,6 +164,11 @@ def test_default_run_trains_on_the_local_service_and_measures_before_and_after(
     assert res["dry_run"] is False and res["data_left_machine"] is False
     assert res["cost_usd"] == {"amount": 0.0, "kind": "local"}
     assert res["before"]["n"] == res["after"]["n"] == 24
+    # the "before" is the plain-prompt baseline, saved for the other methods to share
+    assert res["before_source"]["kind"] == "plain-prompt baseline"
+    baseline = json.loads((tmp_path / "results" / "baseline.json").read_text())
+    assert [p["answer"] for p in baseline["predictions"]] == \
+        [p["before"] for p in res["predictions"]]
     # never worse: the base and each checkpoint scored on dev, the best kept (a tiny random
     # model's checkpoint rarely beats its base: then the base is what a student should use)
     assert set(res["extra"]["dev_scores"]) == {"base", "step 2"}

@@ -7,7 +7,7 @@ from rich.console import Console
 
 import edu_qa
 import report
-from test_results import make_results
+from helpers import make_results
 
 
 @pytest.fixture
@@ -15,9 +15,7 @@ def results_dir(tmp_path):
     """LoRA scored, OpenAI dry run only, DSPy from another dataset: must not be mixed in."""
     data = edu_qa.load_qa(edu_qa.DATA_FILE)
     test = data.split("test")
-    lora = make_results(data, "huggingface_lora")
-    lora["predictions"] = edu_qa.prediction_rows(
-        test, ["I do not know."] * len(test), [ex.answer for ex in test])
+    lora = make_results(data, "huggingface_lora", before_right=0, after_right=len(test))
     lora["prompt_template"] = "<|im_start|>user\n{question}<|im_end|>"
     lora["command"] = "python huggingface_lora.py"
     edu_qa.write_results(lora, tmp_path)
@@ -32,16 +30,19 @@ def test_one_question_through_every_method(results_dir):
     data = edu_qa.load_qa(edu_qa.DATA_FILE)
     ex = edu_qa.pick_question(data, "2")
     rows = edu_qa.one_question_rows(data, ex, results_dir)
-    by_who = {r["who"].split(",")[0]: r for r in rows}
+    by_who = {r["who"].split(":")[0]: r for r in rows}
     assert by_who["DSPy prompt optimization"]["note"] == "not run: python dspy_example.py"
     assert "dry run" in by_who["OpenAI fine-tuning"]["note"]
-    after = [r for r in rows if r["who"].startswith("LoRA (transformers + peft), after")][0]
+    after = by_who["LoRA (transformers + peft)"]
     assert after["answer"] == ex.answer and after["correct"] and after["f1"] == 1.0
-    before = [r for r in rows if r["who"].startswith("LoRA (transformers + peft), before")][0]
-    assert before["correct"] is False
     out = io.StringIO()
     edu_qa.print_one_question(Console(file=out, width=200), data, "2", results_dir)
     assert f"<|im_start|>user\n{ex.question}<|im_end|>" in out.getvalue()
+    assert f"✓ {ex.answer}" in out.getvalue()
+
+
+def nth_test_question(i):
+    return edu_qa.load_qa(edu_qa.DATA_FILE).split("test")[i].question
 
 
 def test_pick_question_by_words_and_bad_choice():
@@ -61,9 +62,10 @@ def test_report_is_deterministic_and_leaves_other_datasets_out(results_dir, tmp_
     first = readme.read_text()
     assert edu_qa.run(report.main, argv) == 0
     assert readme.read_text() == first  # same files, same text
-    assert "0.25 → 0.50" in first and "`python huggingface_lora.py`" in first
+    assert "1.00 (0.86–1.00)" in first and "`python huggingface_lora.py`" in first
     assert "results are for another dataset" in first  # shown as such, not mixed in
-    assert first.count("0.25 → 0.50") == 1
+    assert "+1.00 (24 fixed, 0 broken; exact McNemar p = 0.00): more than noise" in first
+    assert "fixed (24): " + nth_test_question(0) in first
     assert first.endswith("\n\ntail\n") and "old" not in first
     assert edu_qa.run(report.main, argv + ["--check"]) == 0
     for name in ("scores.png", "cost_time.png"):
@@ -82,24 +84,28 @@ def test_plots_from_hand_made_results(results_dir, tmp_path):
     data = edu_qa.load_qa(edu_qa.DATA_FILE)
     results = edu_qa.current_results(data, results_dir)
     assert set(results) == {"huggingface_lora", "openai_finetune"}
-    for fn, name in ((report.plot_scores, "a.png"), (report.plot_cost_time, "b.png")):
-        path = fn(results, tmp_path / name)
-        assert path.stat().st_size > 5000
+    assert report.plot_scores(data, results, results_dir, tmp_path / "a.png").stat().st_size \
+        > 5000
+    assert report.plot_cost_time(results, tmp_path / "b.png").stat().st_size > 5000
 
 
 def test_data_needs_plot_and_table_from_hand_made_points(results_dir, tmp_path):
     import data_needs
     data = edu_qa.load_qa(edu_qa.DATA_FILE)
-    curve = {"sha256": data.sha256, "seed": 0, "base": 0.19, "seconds": {},
-             "dspy": {"5": 0.12, "20": 0.18, "72": 0.21},
-             "huggingface_lora": {"5": 0.2, "20": 0.24, "72": 0.28}}
+    def seeds(*f1s):
+        return {str(i): {"f1": f, "accuracy": 0.5} for i, f in enumerate(f1s)}
+    curve = {"sha256": data.sha256, "seeds": [0, 1], "base": {"f1": 0.19, "accuracy": 0.5},
+             "seconds": {}, "points": {
+                 "dspy": {"5": seeds(0.1, 0.14), "20": seeds(0.16, 0.2), "72": seeds(0.21, 0.21)},
+                 "huggingface_lora": {"5": seeds(0.2, 0.2), "20": seeds(0.22, 0.26),
+                                      "72": seeds(0.28, 0.28)}}}
     data_needs.save(results_dir / "data_needs.json", curve)
     assert data_needs.plot(curve, tmp_path / "d.png").stat().st_size > 5000
     readme = tmp_path / "README.md"
     readme.write_text(f"{report.START}\n{report.END}\n")
     assert edu_qa.run(report.main, ["--results-dir", str(results_dir),
                                     "--readme", str(readme)]) == 0
-    assert "| 20 | 0.18 | 0.24 |" in readme.read_text()
+    assert "| 20 | 0.18 (0.16–0.20) | 0.24 (0.22–0.26) |" in readme.read_text()
 
 
 def test_data_needs_rejects_sizes_outside_the_training_split(capsys):
@@ -113,10 +119,11 @@ def test_data_needs_measures_again_the_points_made_with_other_defaults():
     import data_needs
     now = data_needs.method_settings()
     old_lora = {**now["huggingface_lora"], "learning_rate": 1e-3}
-    cached = {"sha256": "abc", "seed": 0, "base": 0.19, "seconds": {},
+    point = {"0": {"f1": 0.21, "accuracy": 0.5}}
+    cached = {"sha256": "abc", "seeds": [0], "base": None, "seconds": {},
               "settings": {"huggingface_lora": old_lora, "dspy": now["dspy"]},
-              "dspy": {"5": 0.21}, "huggingface_lora": {"5": 0.15}}
-    curve = data_needs.usable_points(cached, "abc", 0, now)
-    assert curve["huggingface_lora"] == {} and curve["dspy"] == {"5": 0.21}
+              "points": {"dspy": {"5": point}, "huggingface_lora": {"5": point}}}
+    curve = data_needs.usable_points(cached, "abc", now)
+    assert curve["points"]["huggingface_lora"] == {} and curve["points"]["dspy"] == {"5": point}
     assert curve["settings"] == now
-    assert data_needs.usable_points(cached, "other data", 0, now)["dspy"] == {}
+    assert data_needs.usable_points(cached, "other data", now)["points"]["dspy"] == {}

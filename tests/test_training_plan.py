@@ -71,7 +71,7 @@ def test_on_a_cpu_nothing_changes():
 
 
 def test_the_trainer_runs_the_decided_accumulation(tmp_path, tiny_model):
-    from test_lora import tiny_setup
+    from test_lora import tiny_setup  # noqa: E402
     cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(
         tiny_model, tmp_path / "out", epochs=1, precision="fp32")
     assert env["train"]["accumulation"] == 1  # configure_model decided: a CPU, as before
