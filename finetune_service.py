@@ -55,7 +55,7 @@ import threading
 import time
 from pathlib import Path
 
-import chat_format
+from edu_qa import chat_format
 import edu_qa
 
 DEFAULT_DATA_DIR = edu_qa.HERE / "outputs" / "finetune_service"

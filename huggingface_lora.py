@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import edu_qa
-import training_plan
+from edu_qa import training_plan
 
 METHOD = "huggingface_lora"
 FREE_MAX_PARAMS = 500_000_000  # above this, training needs --execute even on the CPU

@@ -44,7 +44,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import chat_format
+from edu_qa import chat_format
 import edu_qa
 
 METHOD = "openai_finetune"

@@ -55,7 +55,7 @@ def main(argv=None):
                               default_data_collator)
 
     import huggingface_lora as lora
-    import training_plan
+    from edu_qa import training_plan
     edu_qa.quiet_transformers()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bf16 = torch.cuda.is_bf16_supported() if device == "cuda" else lora.cpu_has_native_bf16()

@@ -4,7 +4,7 @@ results/*.json, that an earlier grader marked wrong (or right) by mistake."""
 import pytest
 
 import edu_qa
-import scoring
+from edu_qa import scoring
 
 
 @pytest.mark.parametrize("text,expected", [

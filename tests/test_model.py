@@ -73,7 +73,7 @@ def test_a_shared_prompt_prefix_is_computed_once_and_changes_no_answer(embedded)
                                "How many sides does a hexagon have?"]]
     ids = [tok(tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
                add_special_tokens=False)["input_ids"] for c in conversations]
-    cache, inputs = edu_qa._shared_prefix(model, ids, tok.pad_token_id)
+    cache, inputs = edu_qa.shared_prefix(model, ids, tok.pad_token_id)
     assert cache is not None and cache.get_seq_length() > 50  # the demos, computed once
     assert inputs["input_ids"].shape[0] == 3
     together, _ = edu_qa.generate(model, tok, conversations, max_new_tokens=20, batch_size=3)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-import chat_format
+from edu_qa import chat_format
 import edu_qa
 import finetune_service
 import openai_finetune as oft

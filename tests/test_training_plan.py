@@ -5,7 +5,7 @@ import pytest
 
 import edu_qa
 import huggingface_lora as lora
-import training_plan
+from edu_qa import training_plan
 
 GiB = 2 ** 30
 # TinyLlama-1.1B's shape, the one benchmarks/qlora.py measures

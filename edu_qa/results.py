@@ -1,0 +1,511 @@
+"""Results: what every script writes, and the views built from all of them.
+
+    results/<method>.json     one schema for every method (new_results, write_results)
+    results/baseline.json     the plain-prompt answers every method is measured against
+    report_test_answers()     step 5: before and after graded, compared, three shown
+    print_scoreboard()        step 6: one column per method, with where its numbers come from
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+from . import scoring
+from .cli import UserError, say, visible
+from .data import HERE, QA, SYSTEM_PROMPT, QADataset, chat_messages
+from .local_model import EMBEDDED_DESCRIPTION, EMBEDDED_MODEL, machine
+from .scoring import f1, is_correct, normalize, score
+
+RESULTS_DIR = HERE / "results"
+# Step 6 lists the methods in this order; a method without results shows how to produce them.
+METHODS = {
+    "dspy": ("DSPy prompt optimization", "python dspy_example.py"),
+    "huggingface_lora": ("LoRA (transformers + peft)", "python huggingface_lora.py"),
+    "openai_finetune": ("OpenAI fine-tuning", "python openai_finetune.py"),
+}
+# what each method makes, for "what it produced" (a file's size alone does not say)
+PRODUCES = {"dspy": "prompt program", "huggingface_lora": "LoRA adapter",
+            "openai_finetune": "fine-tuned model"}
+BASELINE_FILE = "baseline.json"
+BASELINE_TITLE = "Plain prompt (no adaptation)"
+# 2: before/after carry 95% intervals, strict accuracy and how answers are written; rows carry
+# their grades; "before_source" names the shared plain-prompt baseline. Files of version 1
+# still read: the scoreboard grades every file's answers again with today's metric.
+SCHEMA_VERSION = 2
+
+
+def command_line(method: str, cfg) -> str:
+    """The command that reproduces a run: the script plus every setting that is not default."""
+    parts = [METHODS[method][1]]
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if value == f.default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
+
+
+def prediction_rows(examples: list[QA], before: list[str] | None, after: list[str] | None):
+    """One row per test question: the reference, the key, both answers and whether each
+    holds the key (the grade a reader of results/*.json would otherwise recompute)."""
+    rows = []
+    for i, ex in enumerate(examples):
+        row = {"question": ex.question, "reference": ex.answer, "key": ex.key,
+               "subject": ex.subject, "before": before[i] if before else None,
+               "after": after[i] if after else None}
+        for when in ("before", "after"):
+            if row[when] is not None:
+                row[f"{when}_correct"] = is_correct(row[when], ex.key, ex.answer)
+        rows.append(row)
+    return rows
+
+
+def new_results(method: str, cfg, data: QADataset, *, model: str, dry_run: bool) -> dict:
+    """The results skeleton every script fills in (README: 'Results schema')."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "method": method,
+        "title": METHODS[method][0],
+        "dry_run": dry_run,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": command_line(method, cfg),
+        "machine": machine(),
+        "model": model,
+        "tuned_model": None,
+        "dataset": {"file": portable(data.path), "sha256": data.sha256,
+                    "split_sizes": data.sizes(), "train_used": None,
+                    "train_by_subject": None},
+        "config": {k: portable(v) for k, v in dataclasses.asdict(cfg).items()},
+        "before": None,
+        "before_source": None,
+        "after": None,
+        "predictions": [],
+        "wall_time_s": {"prepare": None, "tune": None, "infer_per_question": None},
+        "tokens": {"training": None, "inference": None},
+        "cost_usd": {"amount": 0.0, "kind": "free"},
+        "trainable_params": None,
+        "total_params": None,
+        "artifact": None,
+        "data_left_machine": False,
+        "versions": {},
+        "prompt_template": None,
+        "extra": {},
+    }
+
+
+def portable(value):
+    """A path inside the project, relative to it, so results files read the same anywhere."""
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str) and value.startswith(str(HERE) + os.sep):
+        return os.path.relpath(value, HERE)
+    return value
+
+
+def write_results(results: dict, results_dir: str | Path = RESULTS_DIR) -> Path:
+    if results.get("artifact"):
+        results["artifact"]["path"] = portable(results["artifact"]["path"])
+    return write_json(Path(results_dir) / f"{results['method']}.json", results)
+
+
+def load_all_results(results_dir: str | Path = RESULTS_DIR) -> dict[str, dict]:
+    found = {}
+    for method in METHODS:
+        path = Path(results_dir) / f"{method}.json"
+        if path.exists():
+            try:
+                found[method] = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                found[method] = {"unreadable": f"{path}: {err}"}
+    return found
+
+
+def current_results(dataset: QADataset, results_dir: str | Path = RESULTS_DIR) -> dict:
+    """The readable results files made from this dataset (same sha256), by method."""
+    return {m: r for m, r in load_all_results(results_dir).items()
+            if "unreadable" not in r and r["dataset"].get("sha256") == dataset.sha256}
+
+
+def plain_prompt_baseline(model: str, data: QADataset, max_new_tokens: int, answer,
+                          console, results_dir: str | Path = RESULTS_DIR) -> tuple[list, dict]:
+    """The test answers of `model` to the plain chat prompt (SYSTEM_PROMPT + the question,
+    greedy): the one "before" of every method on that model. Computed by the first script that
+    needs it, with `answer(conversations) -> answers`, saved to results/baseline.json, and
+    read back by the others, so every method is measured against the same answers."""
+    test = data.split("test")
+    settings = {"model": model, "dataset_sha256": data.sha256, "system_prompt": SYSTEM_PROMPT,
+                "max_new_tokens": max_new_tokens, "decoding": "greedy"}
+    path = Path(results_dir) / BASELINE_FILE
+    saved = read_baseline(path)
+    if saved and saved.get("settings") == settings and \
+            [p["question"] for p in saved["predictions"]] == [ex.question for ex in test]:
+        console.print(f"before: the plain-prompt baseline of this model, shared by every method "
+                      f"({portable(path)}, {saved['created'][:16]}), not generated again")
+        return [p["answer"] for p in saved["predictions"]], \
+            {"kind": "plain-prompt baseline", "file": portable(path), "this_run": False}
+    start = time.perf_counter()
+    answers = answer([chat_messages(ex.question) for ex in test])
+    seconds = time.perf_counter() - start
+    rows = prediction_rows(test, answers, None)
+    baseline = {"schema_version": SCHEMA_VERSION, "method": "baseline", "title": BASELINE_TITLE,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
+                "model": model, "settings": settings, "seconds": round(seconds, 2),
+                "score": score(test, answers),
+                "predictions": [{"question": r["question"], "reference": r["reference"],
+                                 "key": r["key"], "subject": r["subject"], "answer": r["before"],
+                                 "correct": r["before_correct"]} for r in rows]}
+    write_json(path, baseline)
+    console.print(f"before: the plain-prompt baseline of this model, answered now "
+                  f"({seconds:.1f} s) and saved to {portable(path)} for the other methods")
+    return answers, {"kind": "plain-prompt baseline", "file": portable(path), "this_run": True}
+
+
+def read_baseline(path: Path) -> dict | None:
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return saved if isinstance(saved, dict) and isinstance(saved.get("predictions"), list) \
+        else None
+
+
+def write_json(path: Path, obj: dict) -> Path:
+    """Written whole or not at all: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def report_test_answers(console, test: list[QA], before: list[str], after: list[str],
+                        title: str, parse_failures: dict | None = None):
+    """Score both sets of answers, say whether the change is more than noise, list the
+    questions fixed and broken, and show three answers side by side with their grades.
+    Returns (scores, rows, change)."""
+    failures = parse_failures or {}
+    scores = {"before": score(test, before, failures.get("before")),
+              "after": score(test, after, failures.get("after"))}
+    rows = prediction_rows(test, before, after)
+    change = scoring.compare(rows)
+    for when, label in (("before", "before (plain prompt)"), ("after", "after")):
+        sc = scores[when]
+        note = f" | parse failures {sc['parse_failures']}/{sc['n']}" \
+            if sc.get("parse_failures") is not None else ""
+        console.print(f"test {label:21}: accuracy {scoring.fmt_ci(sc['accuracy'], sc['accuracy_ci'])}"
+                      f" | strict {sc['strict_accuracy']:.2f} | word-overlap F1 "
+                      f"{scoring.fmt_ci(sc['f1'], sc['f1_ci'])}{note} (n={sc['n']}; 95% "
+                      "intervals)")
+    console.print("change in accuracy: " + scoring.change_in_words(change))
+    console.print("change in word-overlap F1: " + scoring.change_in_words(change, "f1"))
+    print_changed_questions(console, change)
+    show_side_by_side(console, rows, title=title)
+    return scores, rows, change
+
+
+def print_changed_questions(console, change: dict) -> None:
+    for label, field in (("fixed", "fixed"), ("broken", "broken"),
+                         ("still wrong", "still_wrong")):
+        questions = change[field]
+        say(console, f"{label} ({len(questions)}): ", "; ".join(questions) or "none")
+
+
+def mark(correct) -> str:
+    return "" if correct is None else "✓ " if correct else "✗ "
+
+
+def show_side_by_side(console, rows: list[dict], n: int = 3, title: str = "") -> None:
+    """Step 5: a few test questions with the answer before, after (✓ key found, ✗ not) and
+    the reference."""
+    from rich.table import Table
+    table = Table(title=title, show_lines=True)
+    for col in ("question", "before", "after", "reference (key)"):
+        table.add_column(col, overflow="fold")
+    for r in rows[:n]:
+        table.add_row(visible(r["question"]),
+                      mark(r.get("before_correct")) + visible(r["before"] or "–"),
+                      mark(r.get("after_correct")) + visible(r["after"] or "–"),
+                      visible(f"{r['reference']} ({r['key'] or 'whole answer'})"))
+    console.print(table)
+
+
+def summarize(res: dict) -> dict:
+    """A results file's answers graded again with today's metric (so a file of any schema
+    version, or from before a grader fix, reads right): scores with intervals, and the paired
+    change from before to after."""
+    rows = [r for r in res.get("predictions") or [] if isinstance(r, dict)]
+    examples = [QA(r["question"], r["reference"], r.get("key"), r.get("subject") or "general",
+                   "test", 0) for r in rows]
+    out = {}
+    for when in ("before", "after"):
+        answers = [r.get(when) for r in rows]
+        if rows and all(isinstance(a, str) for a in answers):
+            failures = (res.get(when) or {}).get("parse_failures")
+            out[when] = score(examples, answers, failures)
+    if "before" in out and "after" in out:
+        out["change"] = scoring.compare(rows)
+    return out
+
+
+def fmt_seconds(s):
+    if s is None:
+        return "–"
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def fmt_bytes(n):
+    return "–" if not n else f"{n / 1e3:.1f} kB" if n < 1e6 else f"{n / 1e6:.1f} MB"
+
+
+def produced(res: dict) -> str:
+    """'LoRA adapter, 23.1 MB'; for a model kept at a service, its id."""
+    artifact = res.get("artifact") or {}
+    noun = PRODUCES.get(res.get("method"), "artifact")
+    if not artifact:
+        return "nothing kept (the base was best on dev)" if res.get("after") else "–"
+    if artifact.get("bytes"):
+        return f"{noun}, {fmt_bytes(artifact['bytes'])}"
+    return f"{noun} at the service: {artifact.get('path')}"
+
+
+def _source(path: Path, res: dict, this_run: str | None) -> str:
+    if res.get("method") == this_run:
+        return "this run"
+    return f"{portable(path)}, {str(res.get('created', ''))[:16].replace('T', ' ')}"
+
+
+def scoreboard_columns(dataset: QADataset, results_dir: str | Path = RESULTS_DIR,
+                       this_run: str | None = None) -> list[dict]:
+    """The plain-prompt baseline, then one column per method, in METHODS order: each says where
+    its numbers come from (this run, or a results file and its date); results for another
+    dataset are not mixed in."""
+    results_dir = Path(results_dir)
+    n_test = len(dataset.split("test"))
+    columns = []
+    baseline = read_baseline(results_dir / BASELINE_FILE)
+    found = load_all_results(results_dir)
+    made_now = ((found.get(this_run) or {}).get("before_source") or {}).get("this_run")
+    if baseline and baseline.get("settings", {}).get("dataset_sha256") == dataset.sha256:
+        rows = baseline["predictions"]
+        examples = [QA(r["question"], r["reference"], r.get("key"), r.get("subject") or
+                       "general", "test", 0) for r in rows]
+        sc = score(examples, [r["answer"] for r in rows])
+        columns.append({
+            "method": BASELINE_TITLE, "status": "ok",
+            "source": "this run" if made_now
+            else _source(results_dir / BASELINE_FILE, baseline, None),
+            "model": _model_name(baseline["model"]), **_score_cells(sc),
+            "vs_accuracy": "(the common before)", "vs_f1": "", "tune_time": "–",
+            "cost": "$0.00 (free)", "trainable": "0", "produced": "–",
+            "data_sent": "no", "note": ""})
+    for method, (title, command) in METHODS.items():
+        res = found.get(method)
+        path = results_dir / f"{method}.json"
+        col = {"method": title, "status": "ok"}
+        if res is None:
+            col.update(status="missing", note=f"not run: {command}")
+        elif "unreadable" in res:
+            col.update(status="unreadable", note=res["unreadable"])
+        elif res.get("dataset", {}).get("sha256") != dataset.sha256:
+            col.update(status="other-dataset",
+                       note=f"results are for another dataset ({res['dataset'].get('file')}); "
+                            f"re-run: {command}")
+        else:
+            summary = summarize(res)
+            cost = res["cost_usd"]
+            change = summary.get("change")
+            col.update(
+                source=_source(path, res, this_run), model=res["model"],
+                **_score_cells(summary.get("after")),
+                vs_accuracy=scoring.change_in_words(change) if change else "–",
+                vs_f1=scoring.change_in_words(change, "f1") if change else "–",
+                tune_time=fmt_seconds(res["wall_time_s"].get("tune")),
+                cost=f"${cost['amount']:.2f} ({cost['kind']})",
+                trainable=(f"{res['trainable_params']:,}" if res.get("trainable_params") is not None
+                           else "–"),
+                produced=produced(res), data_sent=data_sent(res),
+                note="dry run: nothing trained or scored" if res.get("dry_run") else "")
+            if res.get("dry_run"):
+                col.update(accuracy="– (dry run)", f1="–")
+        columns.append(col)
+    for col in columns:
+        col.setdefault("n_test", n_test)
+    return columns
+
+
+def _model_name(model: str) -> str:
+    return EMBEDDED_DESCRIPTION if model == EMBEDDED_MODEL else model
+
+
+def _score_cells(sc: dict | None) -> dict:
+    if not sc:
+        return {"accuracy": "–", "strict": "–", "f1": "–", "style": "–", "parse": "–"}
+    first = "–" if sc.get("answer_first") is None else f"{sc['answer_first']:.0%}"
+    return {"accuracy": scoring.fmt_ci(sc["accuracy"], sc["accuracy_ci"]),
+            "strict": scoring.fmt_ci(sc["strict_accuracy"], sc.get("strict_accuracy_ci")),
+            "f1": scoring.fmt_ci(sc["f1"], sc["f1_ci"]),
+            "style": f"{sc['words_per_answer']:.0f} words; key first in {first} of right answers",
+            "parse": "–" if sc.get("parse_failures") is None else
+            f"{sc['parse_failures']}/{sc['n']}"}
+
+
+def data_sent(res: dict) -> str:
+    """What left this machine, and what would with --execute."""
+    if res.get("data_left_machine"):
+        return "yes: " + {"openai_finetune": "training file uploaded, test questions sent",
+                          "dspy": "every prompt sent to the hosted LM"}.get(res["method"], "yes")
+    if res["method"] == "openai_finetune" and res.get("dry_run"):
+        return "no (a plan only); with --execute the training file is uploaded"
+    if res["method"] == "openai_finetune":
+        return "no (local service); with --execute the training file is uploaded"
+    if res["method"] == "dspy":
+        return "no (local LM); a hosted --lm gets every prompt"
+    return "no"
+
+
+SCOREBOARD_FIELDS = (
+    ("source", "numbers from"), ("model", "model"),
+    ("accuracy", "accuracy: key fact in the answer (95% interval)"),
+    ("vs_accuracy", "accuracy vs the plain prompt"),
+    ("strict", "strict accuracy: key in the first sentence"),
+    ("f1", "word-overlap F1 with the reference (95% interval)"),
+    ("vs_f1", "F1 vs the plain prompt"),
+    ("style", "how it answers"), ("parse", "replies that failed to parse"),
+    ("tune_time", "tuning time"), ("cost", "cost"), ("trainable", "trainable params"),
+    ("produced", "what it produced"), ("data_sent", "data sent off this machine"),
+    ("note", "note"))
+
+
+def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESULTS_DIR,
+                     this_run: str | None = None) -> None:
+    """One column per method, one row per measure: the columns fit a terminal where the
+    measures side by side would not."""
+    from rich.table import Table
+    columns = scoreboard_columns(dataset, results_dir, this_run)
+    table = Table(title=f"Scoreboard: the same {len(dataset.split('test'))} test questions of "
+                        f"{visible(dataset.path.name)} (sha256 {dataset.sha256[:12]}), "
+                        "after adapting", show_lines=True)
+    table.add_column("", style="bold")
+    for c in columns:
+        table.add_column(c["method"], overflow="fold")
+    for field, label in SCOREBOARD_FIELDS:
+        table.add_row(label, *[visible(c.get(field, "–")) for c in columns])
+    console.print(table)
+    print_method_vs_method(console, dataset, results_dir)
+
+
+def method_vs_method(dataset: QADataset, results_dir: str | Path = RESULTS_DIR) -> list[dict]:
+    """Every pair of methods with answers, paired question by question on the test split."""
+    found = {m: r for m, r in current_results(dataset, results_dir).items()
+             if not r.get("dry_run") and summarize(r).get("after")}
+    pairs = []
+    names = list(found)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            answers_b = {r["question"]: r["after"] for r in found[b]["predictions"]}
+            rows = [{"question": r["question"], "key": r.get("key"), "reference": r["reference"],
+                     "before": answers_b[r["question"]], "after": r["after"]}
+                    for r in found[a]["predictions"] if r["question"] in answers_b]
+            if rows:
+                pairs.append({"a": METHODS[a][0], "b": METHODS[b][0],
+                              "change": scoring.compare(rows)})
+    return pairs
+
+
+def print_method_vs_method(console, dataset: QADataset, results_dir) -> None:
+    for p in method_vs_method(dataset, results_dir):
+        c = p["change"]
+        say(console, f"{p['a']} minus {p['b']}: ",
+            f"accuracy {c['accuracy_change']:+.2f} ({len(c['fixed'])} questions only the first "
+            f"gets right, {len(c['broken'])} only the second; exact McNemar p = "
+            f"{c['mcnemar_p']:.2f}): {'more than noise' if c['accuracy_beyond_noise'] else 'within noise'}"
+            f" | F1 {scoring.change_in_words(c, 'f1')}")
+
+
+def pick_question(dataset: QADataset, choice: str | None) -> QA:
+    """--question: a test question's number (1-based) or words from it; default the first."""
+    test = dataset.split("test")
+    if not choice:
+        return test[0]
+    if choice.isdigit() and 1 <= int(choice) <= len(test):
+        return test[int(choice) - 1]
+    for ex in test:
+        if normalize(choice) in normalize(ex.question):
+            return ex
+    raise UserError(f"--question {choice!r}: not a test question number (1-{len(test)}) "
+                    "or words from one")
+
+
+def one_question_rows(dataset: QADataset, ex: QA, results_dir: str | Path = RESULTS_DIR):
+    """One test question through every method with results: who answered, what, its grade."""
+    found = current_results(dataset, results_dir)
+    rows = []
+    baseline = read_baseline(Path(results_dir) / BASELINE_FILE)
+    if baseline and baseline.get("settings", {}).get("dataset_sha256") == dataset.sha256:
+        pred = next((p for p in baseline["predictions"] if p["question"] == ex.question), None)
+        if pred:
+            rows.append({"who": f"{BASELINE_TITLE}: {_model_name(baseline['model'])}",
+                         "answer": pred["answer"]})
+    for method, (title, command) in METHODS.items():
+        res = found.get(method)
+        if res is None:
+            rows.append({"who": title, "answer": None, "note": f"not run: {command}"})
+            continue
+        if res.get("dry_run"):
+            cost = res["cost_usd"]["amount"]
+            rows.append({"who": title, "answer": None, "prompt": res.get("prompt_template"),
+                         "note": f"not run: dry run (estimated ${cost:.2f}); add --execute"})
+            continue
+        pred = next((p for p in res["predictions"] if p["question"] == ex.question), None)
+        if pred is None:
+            continue
+        rows.append({"who": f"{title}: {res.get('tuned_model') or res['model']}",
+                     "answer": pred["after"], "prompt": res.get("prompt_template")})
+    for row in rows:
+        if row.get("answer") is not None:
+            row["correct"] = is_correct(row["answer"], ex.key, ex.answer)
+            row["f1"] = round(f1(row["answer"], ex.answer), 2)
+    return rows
+
+
+def print_one_question(console, dataset: QADataset, choice: str | None,
+                       results_dir: str | Path = RESULTS_DIR):
+    """Step 6: follow one test question through every method, and show what each sends."""
+    from rich.table import Table
+    ex = pick_question(dataset, choice)
+    rows = one_question_rows(dataset, ex, results_dir)
+    table = Table(title=f"One question through every method: {visible(ex.question)}",
+                  show_lines=True)
+    for col in ("who answered", "answer (✓ key found, ✗ not)", "word-overlap F1"):
+        table.add_column(col, overflow="fold")
+    table.add_row(f"reference (key: {visible(ex.key or 'whole answer')})", visible(ex.answer),
+                  "1.00")
+    for r in rows:
+        if r.get("answer") is None:
+            table.add_row(visible(r["who"]), visible(r["note"]), "")
+        else:
+            table.add_row(visible(r["who"]), mark(r["correct"]) + visible(r["answer"]),
+                          f"{r['f1']:.2f}")
+    console.print(table)
+    for r in rows:
+        if r.get("prompt"):
+            say(console, f"What {r['who'].split(':')[0]} sends its model:")
+            console.print(visible(r["prompt"].replace("{question}", ex.question)),
+                          soft_wrap=True)
+
+
+def save_and_compare(console, dataset: QADataset, results: dict, results_dir,
+                     question: str | None) -> None:
+    """Step 6 of every script: write results, the scoreboard, one question through all."""
+    path = write_results(results, results_dir)
+    console.print(f"results: {path}")
+    print_scoreboard(console, dataset, results_dir, this_run=results["method"])
+    print_one_question(console, dataset, question, results_dir)
