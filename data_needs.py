@@ -4,7 +4,8 @@
     python data_needs.py --sizes 5 10 20 40 72    # the full curve
     python data_needs.py --seeds 0                # one seed: a third of the time, no spread
 
-Both methods use the embedded SmolLM2-135M model and learn, at each size, from the SAME
+Each point is the script itself, run as a student would with --train-size N --seed S. Both
+methods use the embedded SmolLM2-135M model and learn, at each size, from the SAME
 training examples: a seeded sample with the subjects in proportion (edu_qa.training_subset,
 as --train-size draws it), one sample per seed. Each point is scored by the shared metric on
 the same 24 test questions; the plot draws the mean over seeds with the lowest and highest
@@ -20,10 +21,11 @@ results/data_needs.json, so a re-run only computes what is new.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import io
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,55 +35,39 @@ import edu_qa
 DEFAULT_SIZES = [5, 20, 72]
 DEFAULT_SEEDS = [0, 1, 2]
 LORA_STEPS = 18  # = 2 epochs x 72 examples / batch 8: the default LoRA run's steps
+LORA_BATCH = 8
 
 
-def quiet():
-    """A console that keeps the scripts' step output out of this one's."""
-    from rich.console import Console
-    return Console(file=io.StringIO())
+def run_point(script: str, n: int, seed: int, out: Path, results_dir: Path,
+              *options: str) -> dict:
+    """One point: the script itself, run as a student would (in this process), on the seeded
+    sample of n training examples; its test scores read back from its results file."""
+    point_results = out / f"results-{Path(script).stem}-{n}-{seed}"
+    point_results.mkdir(parents=True, exist_ok=True)
+    baseline = results_dir / edu_qa.BASELINE_FILE
+    if baseline.exists():  # the shared baseline, not answered again for every point
+        shutil.copy(baseline, point_results / edu_qa.BASELINE_FILE)
+    argv = ["--train-size", str(n), "--seed", str(seed), "--results-dir", str(point_results),
+            "--output-dir", str(out / f"{Path(script).stem}-{n}-{seed}"), *options]
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = edu_qa.run_script(edu_qa.HERE / script, argv)
+    if code != 0:
+        raise edu_qa.UserError(f"{script} {' '.join(argv)} exited {code}")
+    method = Path(script).stem.replace("_example", "")
+    res = json.loads((point_results / f"{method}.json").read_text(encoding="utf-8"))
+    return {"f1": res["after"]["f1"], "accuracy": res["after"]["accuracy"]}
 
 
-def lora_point(n: int, seed: int, out: Path) -> dict:
-    """Test scores of LoRA trained on the seeded sample of n training examples."""
-    import huggingface_lora as lora
-    base = lora.Config()
-    epochs = max(1, math.ceil(LORA_STEPS * base.batch_size / n))
-    cfg = dataclasses.replace(base, train_size=n, epochs=epochs, seed=seed,
-                              output_dir=str(out / f"lora-{n}-{seed}"), verify_reload=False)
-    data, train, dev, test, env = lora.prepare_data(cfg, quiet())
-    tok = edu_qa.load_tokenizer(cfg.model)
-    # 8 dev questions are enough for the per-epoch dev loss; with 5 examples there are 29
-    # epochs, and the test score below is what the curve plots
-    train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev[:8], quiet())
-    lora_config, _, _, _ = lora.configure_model(cfg, env, train_ds, quiet())
-    model, tok, _, _ = lora.load_model(cfg, env, lora_config, quiet())
-    lora.tune(cfg, env, model, tok, train_ds, dev_ds, quiet())
-    model.eval()
-    answers, _ = edu_qa.generate(model, tok, [edu_qa.chat_messages(ex.question) for ex in test],
-                                 cfg.max_new_tokens, cfg.eval_batch_size)
-    sc = edu_qa.score(test, answers)
-    return {"f1": sc["f1"], "accuracy": sc["accuracy"]}
+def lora_point(n: int, seed: int, out: Path, results_dir: Path) -> dict:
+    """LoRA with as many optimizer steps as the default run at every size, last epoch kept."""
+    epochs = max(1, math.ceil(LORA_STEPS * LORA_BATCH / n))
+    return run_point("huggingface_lora.py", n, seed, out, results_dir, "--epochs", str(epochs),
+                     "--no-judge-on-dev", "--no-verify-reload")
 
 
-def dspy_points(sizes: list[int], seed: int, out: Path) -> dict[int, dict]:
-    """Test scores of the DSPy program optimized on the seeded sample of n examples, per n."""
-    import dspy
-    import dspy_example as dx
-    points = {}
-    base = dataclasses.replace(dx.Config(), seed=seed, output_dir=str(out / "dspy"))
-    data, train, dev, test, env = dx.prepare_data(base, quiet())
-    signature, adapter = dx.convert_format(base, train, quiet())
-    lm, engine = dx.configure_model(base, env, quiet())  # one model load for every size
-    dspy.configure(lm=lm, adapter=adapter, max_errors=10**6)
-    for n in sizes:
-        cfg = dataclasses.replace(base, train_size=n)
-        subset = edu_qa.training_subset(train, n, seed)
-        kept, _ = dx.tune(cfg, dspy.Predict(signature), subset, dev, dx.make_metric(), quiet(),
-                          engine)
-        sc = edu_qa.score(test, dx.answer_all(cfg, kept, test)["answers"])
-        points[n] = {"f1": sc["f1"], "accuracy": sc["accuracy"]}
-        print(f"DSPy, {n} training examples, seed {seed}: test F1 {sc['f1']:.2f}")
-    return points
+def dspy_point(n: int, seed: int, out: Path, results_dir: Path) -> dict:
+    """DSPy with the script's default optimizer and adapter; it keeps what step 4 keeps."""
+    return run_point("dspy_example.py", n, seed, out, results_dir)
 
 
 def base_point(data, results_dir: Path) -> dict:
@@ -93,8 +79,8 @@ def base_point(data, results_dir: Path) -> dict:
         nonlocal model, tok
         model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)
         return edu_qa.generate(model, tok, chats, 48, 24)[0]
-    answers, _ = edu_qa.plain_prompt_baseline(edu_qa.EMBEDDED_MODEL, data, 48, answer, quiet(),
-                                              results_dir)
+    answers, _ = edu_qa.plain_prompt_baseline(edu_qa.EMBEDDED_MODEL, data, 48, answer,
+                                              edu_qa.console(), results_dir)
     sc = edu_qa.score(data.split("test"), answers)
     return {"f1": sc["f1"], "accuracy": sc["accuracy"]}
 
@@ -164,19 +150,19 @@ def main(argv=None):
             done = curve["points"]["huggingface_lora"].setdefault(str(n), {})
             if str(seed) not in done:
                 t = time.perf_counter()
-                done[str(seed)] = lora_point(n, seed, out)
+                done[str(seed)] = lora_point(n, seed, out, results_dir)
                 curve["seconds"][f"lora-{n}-{seed}"] = round(time.perf_counter() - t, 1)
                 console.print(f"LoRA, {n} training examples, seed {seed}: test F1 "
                               f"{done[str(seed)]['f1']:.2f}")
                 save(cache_path, curve)  # a long run keeps what it has measured so far
-        todo = [n for n in args.sizes
-                if str(seed) not in curve["points"]["dspy"].get(str(n), {})]
-        if todo:
-            t = time.perf_counter()
-            for n, point in dspy_points(todo, seed, out).items():
-                curve["points"]["dspy"].setdefault(str(n), {})[str(seed)] = point
-            curve["seconds"][f"dspy-{seed}"] = round(time.perf_counter() - t, 1)
-            save(cache_path, curve)
+            done = curve["points"]["dspy"].setdefault(str(n), {})
+            if str(seed) not in done:
+                t = time.perf_counter()
+                done[str(seed)] = dspy_point(n, seed, out, results_dir)
+                curve["seconds"][f"dspy-{n}-{seed}"] = round(time.perf_counter() - t, 1)
+                console.print(f"DSPy, {n} training examples, seed {seed}: test F1 "
+                              f"{done[str(seed)]['f1']:.2f}")
+                save(cache_path, curve)
     path = plot(curve, results_dir / "data_needs.png")
     console.print(f"plain prompt F1 {curve['base']['f1']:.2f}")
     for method in ("dspy", "huggingface_lora"):

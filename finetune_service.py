@@ -55,8 +55,8 @@ import threading
 import time
 from pathlib import Path
 
-from edu_qa import chat_format
 import edu_qa
+from edu_qa import chat_format, training
 
 DEFAULT_DATA_DIR = edu_qa.HERE / "outputs" / "finetune_service"
 EMBEDDED_ID = "smollm2-135m-instruct"  # the embedded model, under an OpenAI-style model id
@@ -254,16 +254,17 @@ class Worker:
                   method={"type": "supervised",
                           "supervised": {"hyperparameters": resolved}})
         store.event(record, "Fine-tuning job started")
-        env = recipe.choose_device(cfg)
+        env = training.choose_device(cfg.execute, cfg.precision, cfg.quantization)
         tok = edu_qa.load_tokenizer(cfg.model)
         try:
-            train_ds, cut = recipe.chat_dataset(tok, [e["messages"] for e in train],
-                                                cfg.max_length)
-            valid_ds = recipe.chat_dataset(tok, [e["messages"] for e in valid],
-                                           cfg.max_length)[0] if valid else None
+            train_ds, cut = training.chat_dataset(tok, [e["messages"] for e in train],
+                                                  cfg.max_length)
+            valid_ds = training.chat_dataset(tok, [e["messages"] for e in valid],
+                                             cfg.max_length)[0] if valid else None
         except edu_qa.UserError as err:
             return self._fail(record, "invalid_training_file", str(err), "training_file")
-        env["train"] = recipe.plan_training(cfg, env, recipe.model_shape(cfg.model), train_ds)
+        env["train"] = training.plan_training(env, training.model_shape(cfg.model), train_ds,
+                                              cfg.batch_size, cfg.epochs)
         if cut:
             store.event(record, f"{len(cut)} training examples (numbers "
                         f"{', '.join(str(i + 1) for i in cut[:20])}) are longer than "

@@ -5,7 +5,7 @@ download, no tokenizer. On CUDA when a GPU is present, else on the CPU.
     python benchmarks/qlora.py --shape tiny --steps 2   # seconds on a CPU: checks the path
 
 The recipe is huggingface_lora.py's own: its LoRA defaults (r=16, all-linear), the base in
-4-bit NF4 with double quantization (huggingface_lora.quantization), prepare_model_for_kbit_training
+4-bit NF4 with double quantization (edu_qa.training.quantization), prepare_model_for_kbit_training
 and transformers' Trainer. The weights are random, so the loss means nothing; tokens/s, memory
 and MFU are those of the shape. MFU counts 4 FLOPs per weight of every linear layer per token
 (forward 2, input gradient 2; gradient checkpointing's recomputed forward is not counted) against
@@ -54,11 +54,13 @@ def main(argv=None):
                               LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments,
                               default_data_collator)
 
-    import huggingface_lora as lora
-    from edu_qa import training_plan
+    from peft import get_peft_model
+
+    import huggingface_lora as lora  # its LoRA defaults: the benchmark measures what it runs
+    from edu_qa import training, training_plan
     edu_qa.quiet_transformers()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    bf16 = torch.cuda.is_bf16_supported() if device == "cuda" else lora.cpu_has_native_bf16()
+    bf16 = torch.cuda.is_bf16_supported() if device == "cuda" else training.cpu_has_native_bf16()
     env = {"device": device, "precision": "bf16" if bf16 else "fp32",
            "quantization": args.quantization}
     cfg = lora.Config()  # the script's LoRA defaults
@@ -87,8 +89,9 @@ def main(argv=None):
             torch.cuda.reset_peak_memory_stats()
         attention = {"attn_implementation": chosen["attention"]} if chosen["attention"] else {}
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
-                                                     **lora.quantization(env), **attention)
-        model = lora.add_adapters(model, env, lora.make_lora_config(cfg))
+                                                     **training.quantization(env), **attention)
+        model = get_peft_model(training.place_for_training(model, env),
+                               lora.make_lora_config(cfg))
         weights = model.get_base_model().get_memory_footprint()
 
         n = (args.steps + 2) * args.batch_size
@@ -120,7 +123,7 @@ def main(argv=None):
         trainer.train()
 
     tokens_per_s = args.steps * args.batch_size * args.seq_len / (times[-1] - times[1])
-    peak = lora.measure_matmul_flops(device, env["precision"])
+    peak = training.measure_matmul_flops(device, env["precision"])
     mfu = tokens_per_s * 4 * linear / peak
     memory = (torch.cuda.max_memory_allocated() if device == "cuda"
               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)

@@ -72,7 +72,7 @@ def training_throughput(steps: int) -> dict:
     data, train, dev, test, env = lora.prepare_data(cfg, console)
     tok = edu_qa.load_tokenizer(cfg.model)
     train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev[:8], console)
-    lora_config, shape, _, _ = lora.configure_model(cfg, env, train_ds, console)
+    lora_config, shape, _ = lora.configure_model(cfg, env, train_ds, console)
     model, tok, _, _ = lora.load_model(cfg, env, lora_config, console)
     _, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
     recipe, adapter_dir = trained["tokens"] / trained["seconds"], trained["adapter_dir"]
@@ -278,9 +278,9 @@ def main(argv=None):
                      f"{lora_cold:.0f} s / {plain:.0f} s "
                      f"(+{100 * (lora_cold / plain - 1):.0f}%)", "≤ +25%"))
 
-    import huggingface_lora as lora
-    fp32 = lora.measure_matmul_flops("cpu", "fp32", n=2048)
-    bf16 = lora.measure_matmul_flops("cpu", "bf16", n=512, reps=2)
+    from edu_qa import training
+    fp32 = training.measure_matmul_flops("cpu", "fp32", n=2048)
+    bf16 = training.measure_matmul_flops("cpu", "bf16", n=512, reps=2)
     rows.append(("matmul peak, 2048² fp32 (measured)", f"{fp32 / 1e9:.0f} GFLOP/s", "–"))
     rows.append(("matmul peak, 512² bf16 (measured)", f"{bf16 / 1e9:.1f} GFLOP/s", "–"))
 

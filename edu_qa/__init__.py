@@ -16,17 +16,18 @@ are imported inside the functions that need them.
 """
 
 from . import scoring
-from .cli import (UserError, console, in_notebook, parse_config, print_config,
-                  print_versions, redact, run, say, step, visible)
+from .cli import (Stop, UserError, begin, console, in_notebook, notice, on_exit, on_interrupt,
+                  parse_config, plan_only, print_config, print_versions, redact, run, run_script, say,
+                  step, stop, visible)
 from .data import (DATA_FILE, HERE, QA, SPLITS, SYSTEM_PROMPT, QADataset, by_subject,
                    chat_messages, load_qa, print_data_summary, subjects_take_turns,
                    training_subset)
 from .local_model import (EMBEDDED_CACHE, EMBEDDED_DESCRIPTION, EMBEDDED_GGUF, EMBEDDED_MODEL,
                           BatchedGenerator, disk_size, embedded_model_dir,
                           embedded_model_folder, generate, library_versions, load_local_model,
-                          load_tokenizer, machine, model_source, quiet_transformers,
+                          load_tokenizer, machine, model_is_local, describe_model, model_source, quiet_transformers,
                           shared_prefix, use_offline_tiktoken)
-from .results import (BASELINE_FILE, BASELINE_TITLE, METHODS, RESULTS_DIR, SCHEMA_VERSION,
+from .results import (artifact, BASELINE_FILE, BASELINE_TITLE, METHODS, RESULTS_DIR, SCHEMA_VERSION,
                       SCOREBOARD_FIELDS, command_line, current_results, data_sent, fmt_bytes,
                       fmt_seconds, load_all_results, method_vs_method, new_results,
                       one_question_rows, pick_question, plain_prompt_baseline,
@@ -37,13 +38,14 @@ from .results import (BASELINE_FILE, BASELINE_TITLE, METHODS, RESULTS_DIR, SCHEM
 from .scoring import f1, is_correct, normalize, score
 
 __all__ = [
-    "scoring", "UserError", "console", "in_notebook", "parse_config", "print_config",
+    "artifact", "Stop", "begin", "plan_only", "notice", "on_exit", "on_interrupt", "run_script", "stop", "scoring", "UserError",
+    "console", "in_notebook", "parse_config", "print_config",
     "print_versions", "redact", "run", "say", "step", "visible", "DATA_FILE", "HERE", "QA",
     "SPLITS", "SYSTEM_PROMPT", "QADataset", "by_subject", "chat_messages", "load_qa",
     "print_data_summary", "subjects_take_turns", "training_subset", "EMBEDDED_CACHE",
     "EMBEDDED_DESCRIPTION", "EMBEDDED_GGUF", "EMBEDDED_MODEL", "BatchedGenerator", "disk_size",
     "embedded_model_dir", "embedded_model_folder", "generate", "library_versions",
-    "load_local_model", "load_tokenizer", "machine", "model_source", "quiet_transformers",
+    "load_local_model", "load_tokenizer", "model_is_local", "describe_model", "machine", "model_source", "quiet_transformers",
     "shared_prefix", "use_offline_tiktoken", "BASELINE_FILE", "BASELINE_TITLE", "METHODS",
     "RESULTS_DIR", "SCHEMA_VERSION", "SCOREBOARD_FIELDS", "command_line", "current_results",
     "data_sent", "fmt_bytes", "fmt_seconds", "load_all_results", "method_vs_method",

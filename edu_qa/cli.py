@@ -1,8 +1,10 @@
 """The command line every script shares: settings, messages, exit status, literal printing.
 
-    parse_config()   argparse built from a script's Config dataclass (its type hints and each
-                     field's help), the kernel's own arguments ignored in a notebook
-    run()            bad input -> 'error: FILE:LINE: message', exit 2, no traceback
+    begin()          the first cell of a script: settings (from its Config dataclass, the
+                     kernel's own arguments ignored in a notebook), the console, and errors
+                     shown as messages: bad input -> 'error: FILE:LINE: message', exit 2
+    stop()           the end of a plan-only run: exit 0 from a terminal, a note in a notebook
+    run_script()     a script run in this process (tests, benchmarks), its exit status back
     console(), say() one console that prints text from data or servers literally
 """
 
@@ -44,7 +46,8 @@ def parse_config(config_cls, doc: str, argv=None):
                                 help=help_)
         else:
             default = "" if f.default is None else f" (default: {f.default})"
-            parser.add_argument(flag, type=_optional(kind), default=f.default,
+            parser.add_argument(flag, type=_optional(kind) if f.default is None else kind,
+                                default=f.default,
                                 choices=f.metadata.get("choices"), help=help_ + default)
     if argv is None and in_notebook():
         argv = []
@@ -68,6 +71,116 @@ def _optional(type_):
 def in_notebook() -> bool:
     """True inside a Jupyter kernel, where sys.argv holds the kernel's arguments."""
     return "ipykernel" in sys.modules
+
+
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+_cleanups: list = []          # closed on any exit: a service started by a script, for one
+_interrupt_note = [lambda: "Interrupted."]
+
+
+class Stop(SystemExit):
+    """A run that ends early on purpose (a plan only): exit status 0, no traceback."""
+
+
+def begin(config_cls, doc: str, notebook_args=(), argv=None):
+    """The first cell of every script: its settings, the console it prints with, and errors
+    shown as one-line messages with a documented exit status instead of tracebacks."""
+    messages_not_tracebacks()
+    cfg = parse_config(config_cls, doc, list(notebook_args) if argv is None and in_notebook()
+                       else argv)
+    con = console()
+    print_config(con, cfg)
+    return cfg, con
+
+
+def plan_only(console, reasons: list[str], command: str) -> None:
+    """What --execute would do and why it is needed, the command to go ahead; then stop."""
+    console.print("Plan only: nothing that costs was started.", style="bold yellow")
+    for reason in reasons:
+        console.print(f"  needs --execute: {reason}")
+    stop(console, f"To go ahead: {command} --execute")
+
+
+def stop(console, message: str) -> None:
+    """End the run here on purpose, after printing why (a plan only: nothing more to do)."""
+    console.print(message, soft_wrap=True)
+    raise Stop(0)
+
+
+def on_exit(cleanup) -> None:
+    """Run cleanup() however the run ends (a finished run calls it itself, earlier)."""
+    _cleanups.append(cleanup)
+
+
+def on_interrupt(note) -> None:
+    """note() says what Ctrl-C interrupted and what was kept; printed instead of a traceback."""
+    _interrupt_note[0] = note
+
+
+def close_all() -> None:
+    while _cleanups:
+        try:
+            _cleanups.pop()()
+        except Exception:  # noqa: BLE001  (cleaning up after an error: the error matters)
+            pass
+
+
+def messages_not_tracebacks() -> None:
+    """A UserError prints 'error: message' (exit 2), Ctrl-C the script's note (exit 130), a
+    Stop ends quietly; anything else is a bug and keeps its traceback. In a notebook the same
+    messages appear under the cell."""
+    def message(etype, value) -> tuple[str, int] | None:
+        if issubclass(etype, UserError):
+            return f"error: {visible(value)}", EXIT_ERROR
+        if issubclass(etype, KeyboardInterrupt):
+            return visible(_interrupt_note[0]()), EXIT_INTERRUPTED
+        if issubclass(etype, Stop):
+            return "", 0
+        return None
+
+    def hook(etype, value, tb):
+        said = message(etype, value)
+        close_all()
+        if said is None:
+            return sys.__excepthook__(etype, value, tb)
+        sys.stdout.flush()
+        if said[0]:
+            print(said[0], file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(said[1])  # the status a user's shell or CI sees
+
+    sys.excepthook = hook
+    if in_notebook():
+        from IPython import get_ipython
+
+        def show(shell, etype, value, tb, tb_offset=None):
+            close_all()
+            print(message(etype, value)[0] or "(stopped here on purpose)", file=sys.stderr)
+        get_ipython().set_custom_exc((UserError, KeyboardInterrupt, Stop), show)
+
+
+def run_script(path, argv: list[str]) -> int:
+    """Run a script top to bottom in this process, as `python path argv...` would, and return
+    its exit status: what the tests and the benchmark use."""
+    import runpy
+    saved = sys.argv
+    sys.argv = [str(path), *argv]
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except UserError as err:
+        print(f"error: {visible(err)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(visible(_interrupt_note[0]()), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+    finally:
+        sys.argv = saved
+        sys.excepthook = sys.__excepthook__
+        close_all()
+        _interrupt_note[0] = lambda: "Interrupted."
+    return 0
 
 
 def run(main, argv=None) -> int:
@@ -137,6 +250,12 @@ def console():
 
     return LiteralConsole(width=int(os.environ.get("COLUMNS", 120)), markup=False,
                           emoji=False, highlight=False)
+
+
+def notice(console, text: str) -> None:
+    """The line that ends a step: what this run's numbers show, in words."""
+    if text:
+        say(console, "What to notice: ", text)
 
 
 def say(console, label: str, text: str = "") -> None:

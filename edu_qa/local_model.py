@@ -119,6 +119,19 @@ def quiet_transformers() -> None:
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
+def model_is_local(name: str) -> bool:
+    """True when --model can be read without the network: the embedded model, a folder, or a
+    Hugging Face id already in the local cache."""
+    if name == EMBEDDED_MODEL or Path(name).is_dir():
+        return True
+    from huggingface_hub import try_to_load_from_cache
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
+def describe_model(name: str) -> str:
+    return EMBEDDED_DESCRIPTION if name == EMBEDDED_MODEL else name
+
+
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
     try:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from . import scoring
 from .cli import UserError, say, visible
-from .data import HERE, QA, SYSTEM_PROMPT, QADataset, chat_messages
-from .local_model import EMBEDDED_DESCRIPTION, EMBEDDED_MODEL, machine
+from .data import HERE, QA, SYSTEM_PROMPT, QADataset, by_subject, chat_messages
+from .local_model import EMBEDDED_DESCRIPTION, EMBEDDED_MODEL, disk_size, machine
 from .scoring import f1, is_correct, normalize, score
 
 RESULTS_DIR = HERE / "results"
@@ -68,8 +68,31 @@ def prediction_rows(examples: list[QA], before: list[str] | None, after: list[st
     return rows
 
 
-def new_results(method: str, cfg, data: QADataset, *, model: str, dry_run: bool) -> dict:
-    """The results skeleton every script fills in (README: 'Results schema')."""
+def new_results(method: str, cfg, data: QADataset, *, model: str, dry_run: bool = False,
+                train=None, scores: dict | None = None, rows=None, **fields) -> dict:
+    """The results of a run, in the one schema of every method (README: 'Results schema'):
+    train (the examples learned from), scores (before and after, from step 5), rows (the
+    answers) and any other field by name; times are rounded, a folder's size is measured."""
+    results = _skeleton(method, cfg, data, model, dry_run)
+    if train is not None:
+        results["dataset"].update(train_used=len(train), train_by_subject=by_subject(train))
+    if scores:
+        results.update(before=scores["before"], after=scores["after"])
+    if rows is not None:
+        results["predictions"] = rows
+    for name in ("wall_time_s", "tokens"):
+        results[name].update({k: round(v, 3) if isinstance(v, float) else v
+                              for k, v in fields.pop(name, {}).items()})
+    results.update(fields)
+    return results
+
+
+def artifact(path) -> dict:
+    """What a method made, where and how big: an adapter folder, a program file."""
+    return {"path": str(path), "bytes": disk_size(path)}
+
+
+def _skeleton(method, cfg, data, model, dry_run) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "method": method,

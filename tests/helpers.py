@@ -1,4 +1,4 @@
-"""Helpers more than one test file uses: hand-made results files."""
+"""Helpers more than one test file uses: hand-made results files, the tiny LoRA setup."""
 
 import dataclasses
 
@@ -30,3 +30,17 @@ def make_results(data, method, *, dry_run=False, sha=None, before_right=6, after
                predictions=edu_qa.prediction_rows(test, before, after))
     res["wall_time_s"]["tune"] = 95.0
     return res
+
+
+def tiny_setup(tiny_model, out, **overrides):
+    """The LoRA recipe's steps 1-3 on the tiny test model: ready to tune()."""
+    import huggingface_lora as lora
+    cfg = lora.Config(model=str(tiny_model), output_dir=str(out), train_size=16, batch_size=4,
+                      learning_rate=3e-3, verify_reload=False, **overrides)
+    console = edu_qa.console()
+    data, train, dev, test, env = lora.prepare_data(cfg, console)
+    tok = edu_qa.load_tokenizer(cfg.model)
+    train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev[:4], console)
+    lora_config, _, _ = lora.configure_model(cfg, env, train_ds, console)
+    model, tok, _, _ = lora.load_model(cfg, env, lora_config, console)
+    return cfg, env, model, tok, train_ds, dev_ds, console

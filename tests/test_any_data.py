@@ -190,8 +190,9 @@ def test_openai_minimum_names_the_lines_and_writes_nothing(tmp_path, capsys):
     rows = [good_line(i, ("train", "dev", "test")[i % 3]) for i in range(12)]
     path = tmp_path / "few.jsonl"
     path.write_bytes(b"\n".join(rows))
-    code = edu_qa.run(oft.main, ["--data", str(path), "--dry-run",
-                                 "--output-dir", str(tmp_path / "out")])
+    code = edu_qa.run_script(edu_qa.HERE / "openai_finetune.py",
+                             ["--data", str(path), "--dry-run", "--output-dir",
+                              str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and "4 training examples (lines 1, 4, 7, 10)" in err
     assert "add training examples" in err and not (tmp_path / "out").exists()

@@ -6,8 +6,10 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import edu_qa  # noqa: E402
 import dspy_example as ex  # noqa: E402
+import edu_qa  # noqa: E402
+from conftest import ROOT  # noqa: E402
+from edu_qa import dspy_engine  # noqa: E402
 
 
 def setup(argv):
@@ -57,7 +59,7 @@ def test_small_chat_adapter_speaks_the_models_own_chat_format():
 
 
 def test_gepa_without_a_reflection_lm_says_why_and_sends_nothing(tmp_path, no_network, capsys):
-    code = edu_qa.run(ex.main, ["--optimizer", "gepa", "--output-dir", str(tmp_path),
+    code = edu_qa.run_script(ROOT / "dspy_example.py", ["--optimizer", "gepa", "--output-dir", str(tmp_path),
                                 "--results-dir", str(tmp_path / "results")])
     err = capsys.readouterr().err
     assert code == 2
@@ -83,7 +85,7 @@ def test_local_engine_answers_and_program_round_trips(tmp_path):
     import dspy
     cfg, console, data, train, dev, test, env, signature, adapter = setup(
         {"output_dir": str(tmp_path), "max_new_tokens": 40})
-    engine = ex.LocalEngine(cfg.model, cfg.max_new_tokens)
+    engine = dspy_engine.LocalEngine(cfg.model, cfg.max_new_tokens)
     lm = dspy.LM("local/embedded", engine=engine, temperature=0.0, cache=False,
                  max_tokens=cfg.max_new_tokens)
     dspy.configure(lm=lm, adapter=adapter)
@@ -101,7 +103,7 @@ def test_local_engine_answers_and_program_round_trips(tmp_path):
 
 def test_hosted_lm_without_execute_prints_plan_and_opens_no_socket(tmp_path, no_network,
                                                                    capsys):
-    code = edu_qa.run(ex.main, ["--lm", "openai/gpt-4o-mini", "--output-dir", str(tmp_path),
+    code = edu_qa.run_script(ROOT / "dspy_example.py", ["--lm", "openai/gpt-4o-mini", "--output-dir", str(tmp_path),
                                 "--results-dir", str(tmp_path / "results")])
     out = capsys.readouterr().out
     assert code == 0
@@ -123,7 +125,7 @@ def test_plan_counts_calls_and_prices_tokens():
 
 def test_hosted_lm_execute_without_key_exits_2(tmp_path, no_network, monkeypatch, capsys):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    code = edu_qa.run(ex.main, ["--lm", "openai/gpt-4o-mini", "--execute",
+    code = edu_qa.run_script(ROOT / "dspy_example.py", ["--lm", "openai/gpt-4o-mini", "--execute",
                                 "--output-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2

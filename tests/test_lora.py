@@ -10,13 +10,17 @@ import pytest
 import edu_qa
 import huggingface_lora as lora
 from conftest import ROOT
+from edu_qa import training
+from helpers import tiny_setup
+
+SCRIPT = ROOT / "huggingface_lora.py"
 
 
 def test_prompt_tokens_are_masked(embedded_tokenizer):
     tok = embedded_tokenizer
     messages = edu_qa.chat_messages("What is the chemical symbol for gold?")
     prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    ex = lora.tokenize_chat(tok, messages + [{"role": "assistant", "content": "Au."}],
+    ex = training.tokenize_chat(tok, messages + [{"role": "assistant", "content": "Au."}],
                             max_length=512)
     n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
     assert ex["labels"][:n_prompt] == [-100] * n_prompt
@@ -30,14 +34,14 @@ def test_every_assistant_turn_carries_loss_unless_its_weight_is_0(embedded_token
             {"role": "assistant", "content": "Au.", "weight": 0},
             {"role": "user", "content": "And silver?"},
             {"role": "assistant", "content": "Ag."}]
-    ex = lora.tokenize_chat(tok, chat, max_length=512)
+    ex = training.tokenize_chat(tok, chat, max_length=512)
     learned = tok.decode([t for t, label in zip(ex["input_ids"], ex["labels"]) if label != -100])
     assert learned.startswith("Ag.") and "Au." not in learned
     chat[1]["weight"] = 1
-    ex = lora.tokenize_chat(tok, chat, max_length=512)
+    ex = training.tokenize_chat(tok, chat, max_length=512)
     learned = tok.decode([t for t, label in zip(ex["input_ids"], ex["labels"]) if label != -100])
     assert learned.startswith("Au.") and "Ag." in learned and "silver" not in learned
-    cut = lora.tokenize_chat(tok, chat, max_length=10)
+    cut = training.tokenize_chat(tok, chat, max_length=10)
     assert len(cut["input_ids"]) == len(cut["labels"]) == len(cut["attention_mask"]) == 10
 
 
@@ -54,7 +58,7 @@ def test_tiny_model_trains_saves_and_reloads_identically(tmp_path, tiny_model, p
     assert env["precision"] == precision
     tok = edu_qa.load_tokenizer(cfg.model)
     train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev, console)
-    lora_config, shape, plan, reasons = lora.configure_model(cfg, env, train_ds, console)
+    lora_config, shape, reasons = lora.configure_model(cfg, env, train_ds, console)
     assert reasons == []  # small and local: free to train without --execute
     model, tok, trainable, total = lora.load_model(cfg, env, lora_config, console)
     assert 0 < trainable < total
@@ -84,13 +88,13 @@ def test_guard_big_model_prints_plan_loads_no_weights_opens_no_socket(
     def refuse(*args, **kwargs):
         raise AssertionError("weights were loaded without --execute")
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
-    code = edu_qa.run(lora.main, ["--model", str(big_config_only),
+    code = edu_qa.run_script(SCRIPT, ["--model", str(big_config_only),
                                   "--output-dir", str(tmp_path / "out"),
                                   "--results-dir", str(tmp_path / "results")])
     out = capsys.readouterr().out
     assert code == 0
     assert "Plan only" in out and "over the 500M free limit" in out
-    assert "memory estimate" in out and "time estimate" in out
+    assert "memory estimate" in out
     assert (f"To go ahead: python huggingface_lora.py --model {big_config_only} --output-dir "
             f"{tmp_path / 'out'} --results-dir {tmp_path / 'results'} --execute") in out
     assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
@@ -98,7 +102,7 @@ def test_guard_big_model_prints_plan_loads_no_weights_opens_no_socket(
 
 
 def test_guard_unknown_hub_model_opens_no_socket(tmp_path, no_network, capsys):
-    code = edu_qa.run(lora.main, ["--model", "someone/not-in-the-cache-1B",
+    code = edu_qa.run_script(SCRIPT, ["--model", "someone/not-in-the-cache-1B",
                                   "--results-dir", str(tmp_path / "results")])
     assert code == 0
     assert "--execute downloads it" in capsys.readouterr().out
@@ -110,7 +114,7 @@ def test_execute_with_a_model_not_on_this_machine_downloads_it_instead_of_planni
     """--execute goes ahead: it asks the hub (offline here: a clear error, exit 2), it does not
     print the plan again and tell the user to add the --execute they already gave."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code = edu_qa.run(lora.main, ["--model", "someone/not-in-the-cache-1B", "--execute",
+    code = edu_qa.run_script(SCRIPT, ["--model", "someone/not-in-the-cache-1B", "--execute",
                                   "--results-dir", str(tmp_path / "results")])
     captured = capsys.readouterr()
     assert code == 2
@@ -156,11 +160,11 @@ def test_embedded_model_short_training_and_answers(tmp_path):
     ([(0.75, 0.2), (0.38, 0.35)], "base"),               # terser answers, fewer facts
 ])
 def test_the_kept_model_is_never_worse_on_dev_than_the_base(rows, kept, capsys):
-    judge = lora.DevAnswers(lora.Config(), None, [])
+    judge = training.DevAnswers(None, [], max_new_tokens=8, batch_size=4)
     judge.rows = [{"epoch": i, "train_loss": None if i == 0 else 1.0, "dev_loss": 1.0,
                    "dev_accuracy": a, "dev_f1": f, "seconds": 1.0}
                   for i, (a, f) in enumerate(rows)]
-    assert judge.choose([], edu_qa.console()) == kept
+    assert judge.choose(edu_qa.console()) == kept
 
 
 def test_two_process_data_parallel_writes_one_adapter(tmp_path, tiny_model):
@@ -179,18 +183,6 @@ def test_two_process_data_parallel_writes_one_adapter(tmp_path, tiny_model):
     final = [a for a in adapters if "checkpoint-" not in str(a)]
     assert len(final) == 1, adapters
     assert proc.stdout.count("Step 6. Comparison") == 1  # one process reports
-
-
-def tiny_setup(tiny_model, out, **overrides):
-    cfg = lora.Config(model=str(tiny_model), output_dir=str(out), train_size=16, batch_size=4,
-                      learning_rate=3e-3, verify_reload=False, **overrides)
-    console = edu_qa.console()
-    data, train, dev, test, env = lora.prepare_data(cfg, console)
-    tok = edu_qa.load_tokenizer(cfg.model)
-    train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev[:4], console)
-    lora_config, _, _, _ = lora.configure_model(cfg, env, train_ds, console)
-    model, tok, _, _ = lora.load_model(cfg, env, lora_config, console)
-    return cfg, env, model, tok, train_ds, dev_ds, console
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_model, monkeypatch):
@@ -218,7 +210,8 @@ def test_merge_writes_a_standalone_model_with_the_same_outputs(tmp_path, tiny_mo
     cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(
         tiny_model, tmp_path / "out", epochs=1, precision=precision)
     _, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
-    merged_dir = lora.merge(cfg, env, trained["adapter_dir"], console)
+    merged_dir = tmp_path / "merged"
+    training.merge(cfg.model, env, trained["adapter_dir"], merged_dir)
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     assert not any("lora" in name for name, _ in merged.named_parameters())
     model.eval()
@@ -247,25 +240,26 @@ def test_qlora_trains_a_4bit_base_reloads_it_identically_and_merges_in_bf16(tmp_
     losses = [r["loss"] for r in trained["log"] if "loss" in r]
     assert losses[-1] < losses[0], losses
 
-    base, _ = edu_qa.load_local_model(cfg.model, dtype=torch.float32, **lora.quantization(env))
+    base, _ = edu_qa.load_local_model(cfg.model, dtype=torch.float32, **training.quantization(env))
     reloaded = PeftModel.from_pretrained(base, str(trained["adapter_dir"])).eval()
     model.eval()
     batch = tok(["<|im_start|>user\nWhat is DNA?<|im_end|>"], return_tensors="pt")
     with torch.no_grad():
         tuned = model(**batch).logits
         again = reloaded(**batch).logits.float()
-    if precision == "fp32" and not lora.cpu_has_native_bf16():
+    if precision == "fp32" and not training.cpu_has_native_bf16():
         assert torch.equal(tuned, again)
     else:  # bf16 compute, or bitsandbytes' bf16 CPU kernel where the CPU has native bf16:
         # the two agree within bf16's relative step (2^-8)
         assert (tuned - again).abs().max() <= 2 * 2 ** -8 * tuned.abs().max()
-    merged_dir = lora.merge(cfg, env, trained["adapter_dir"], console)
+    merged_dir = tmp_path / "merged"
+    training.merge(cfg.model, env, trained["adapter_dir"], merged_dir)
     config = json.loads((merged_dir / "config.json").read_text())
     assert "quantization_config" not in config and config["dtype"] == "bfloat16"
 
 
 def test_guard_4bit_without_execute_prints_the_plan(tmp_path, tiny_model, capsys):
-    code = edu_qa.run(lora.main, ["--model", str(tiny_model), "--quantization", "4bit",
+    code = edu_qa.run_script(SCRIPT, ["--model", str(tiny_model), "--quantization", "4bit",
                                   "--output-dir", str(tmp_path / "out"),
                                   "--results-dir", str(tmp_path / "results")])
     assert code == 0
@@ -279,7 +273,7 @@ def test_embedded_model_loads_in_4bit(embedded_tokenizer):
     import torch
     env = {"quantization": "4bit", "precision": "fp32", "device": "cpu"}
     model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, dtype=torch.float32,
-                                         **lora.quantization(env))
+                                         **training.quantization(env))
     assert isinstance(model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
     assert model.name_or_path == str(edu_qa.embedded_model_folder())
     answers, _ = edu_qa.generate(model, tok, [edu_qa.chat_messages("What is 2 + 2?")], 12)

@@ -10,14 +10,16 @@ import time
 
 import pytest
 
-from edu_qa import chat_format
 import edu_qa
 import finetune_service
 import openai_finetune as oft
 from conftest import ROOT
+from edu_qa import chat_format, openai_jobs
+
+SCRIPT = ROOT / "openai_finetune.py"
 
 ANSWERS = {r.question: r.answer for r in edu_qa.load_qa().records}
-MAKE_CLIENT = oft.make_client  # the script's own, before any test patches it
+MAKE_CLIENT = openai_jobs.make_client  # the script's own, before any test patches it
 GOOD = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
                      {"role": "assistant", "content": "a"}]}
 
@@ -48,20 +50,20 @@ def test_format_warnings_and_clean_data():
 
 
 def test_token_counting_by_hand():
-    enc = oft.encoding_for("gpt-4o-mini-2024-07-18")
+    enc = openai_jobs.encoding_for("gpt-4o-mini-2024-07-18")
     assert enc.name == "o200k_base"
     # 3 (reply priming) + 3 (per message) + 'user' (1 token) + 'hi' (1 token) = 8
-    assert oft.num_tokens(enc, [{"role": "user", "content": "hi"}]) == 8
+    assert openai_jobs.num_tokens(enc, [{"role": "user", "content": "hi"}]) == 8
     # a name costs its tokens plus 1: 8 + 'bob' (1) + 1 = 10
-    assert oft.num_tokens(enc, [{"role": "user", "content": "hi", "name": "bob"}]) == 10
+    assert openai_jobs.num_tokens(enc, [{"role": "user", "content": "hi", "name": "bob"}]) == 10
     # + 3 + 'assistant' (1) + 'Au.' (2) = 14
-    assert oft.num_tokens(enc, [{"role": "user", "content": "hi"},
+    assert openai_jobs.num_tokens(enc, [{"role": "user", "content": "hi"},
                                 {"role": "assistant", "content": "Au."}]) == 14
 
 
 def test_percentiles_are_labelled_correctly():
     values = list(range(1, 11))
-    assert [oft.percentile(values, q) for q in (10, 50, 90, 100)] == [1, 5, 9, 10]
+    assert [openai_jobs.percentile(values, q) for q in (10, 50, 90, 100)] == [1, 5, 9, 10]
 
 
 @pytest.mark.parametrize("n,epochs", [(72, 3), (34, 3), (30, 3), (20, 5), (10, 10), (4, 25),
@@ -77,9 +79,9 @@ def test_cost_estimate_by_hand(tmp_path):
     plan = oft.configure_model(cfg, converted, 24, edu_qa.console(), "openai")
     assert plan["epochs"] == 3 and plan["billable_tokens"] == 72 * 70
     assert plan["training_cost"] == pytest.approx(72 * 70 * 3 * 3.00 / 1e6)
-    # inference: 24 questions x (base + tuned) x (70 prompt, 64 output tokens)
+    # inference: 24 questions x (base + tuned) x (70 prompt, 48 output tokens)
     assert plan["inference_cost"] == pytest.approx(
-        24 * (70 * 0.15 + 64 * 0.60 + 70 * 0.30 + 64 * 1.20) / 1e6)
+        24 * (70 * 0.15 + 48 * 0.60 + 70 * 0.30 + 48 * 1.20) / 1e6)
     assert plan["job"]["method"] == {"type": "supervised", "supervised": {"hyperparameters": {
         "n_epochs": 3, "batch_size": "auto", "learning_rate_multiplier": "auto"}}}
     with pytest.raises(edu_qa.UserError, match="above --max-cost"):
@@ -94,7 +96,7 @@ def test_cost_estimate_by_hand(tmp_path):
 def test_dry_run_opens_no_socket_and_regenerates_the_committed_file(tmp_path, no_network,
                                                                     capsys):
     committed = oft.TRAINING_FILE.read_bytes()
-    code = edu_qa.run(oft.main, ["--dry-run", "--output-dir", str(tmp_path / "out"),
+    code = edu_qa.run_script(SCRIPT, ["--dry-run", "--output-dir", str(tmp_path / "out"),
                                  "--results-dir", str(tmp_path / "results")])
     out = capsys.readouterr().out
     assert code == 0 and no_network == []
@@ -115,7 +117,7 @@ def test_other_data_never_overwrites_the_shipped_file(tmp_path, no_network):
     rows = [{"question": f"What is {i} plus {i}?", "answer": f"{2 * i}."} for i in range(40)]
     data = tmp_path / "mine.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    code = edu_qa.run(oft.main, ["--data", str(data), "--output-dir", str(tmp_path / "out"),
+    code = edu_qa.run_script(SCRIPT, ["--data", str(data), "--output-dir", str(tmp_path / "out"),
                                  "--results-dir", str(tmp_path / "results"), "--dry-run"])
     assert code == 0
     assert oft.TRAINING_FILE.read_bytes() == committed
@@ -125,7 +127,7 @@ def test_other_data_never_overwrites_the_shipped_file(tmp_path, no_network):
 def test_execute_without_key_exits_2_and_sends_nothing(tmp_path, no_network, monkeypatch,
                                                         capsys):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    code = edu_qa.run(oft.main, ["--execute", "--output-dir", str(tmp_path)])
+    code = edu_qa.run_script(SCRIPT, ["--execute", "--output-dir", str(tmp_path)])
     assert code == 2
     assert "OPENAI_API_KEY" in capsys.readouterr().err
     assert no_network == [] and not (tmp_path / "state.json").exists()
@@ -155,7 +157,7 @@ def test_default_run_trains_on_the_local_service_and_measures_before_and_after(
                         {oft.LOCAL_MODEL: str(tiny_model)})
     args = ["--output-dir", str(tmp_path / "out"), "--results-dir", str(tmp_path / "results"),
             "--train-size", "12", "--epochs", "1", "--max-new-tokens", "4"]
-    assert edu_qa.run(oft.main, args) == 0
+    assert edu_qa.run_script(SCRIPT, args) == 0
     out = capsys.readouterr().out
     assert no_network == []  # only 127.0.0.1
     assert "would send to OpenAI: POST /fine_tuning/jobs" in out
@@ -179,15 +181,15 @@ def test_default_run_trains_on_the_local_service_and_measures_before_and_after(
     assert res["tokens"]["training"] > 0 and res["wall_time_s"]["tune"] >= 0
     assert res["extra"]["service"] == "local" and res["extra"]["openai_estimate_usd"] > 0
     # a re-run resumes the recorded job: nothing uploaded or trained again
-    assert edu_qa.run(oft.main, args) == 0
+    assert edu_qa.run_script(SCRIPT, args) == 0
     again = capsys.readouterr().out
     assert "resuming job" in again and "uploaded training.jsonl:" not in again
 
 
 def test_cancel_and_dry_run_contradict(tmp_path, no_network, capsys):
-    assert edu_qa.run(oft.main, ["--dry-run", "--cancel", "--output-dir", str(tmp_path)]) == 2
+    assert edu_qa.run_script(SCRIPT, ["--dry-run", "--cancel", "--output-dir", str(tmp_path)]) == 2
     assert "--cancel needs a service" in capsys.readouterr().err
-    assert edu_qa.run(oft.main, ["--dry-run", "--execute", "--output-dir", str(tmp_path)]) == 2
+    assert edu_qa.run_script(SCRIPT, ["--dry-run", "--execute", "--output-dir", str(tmp_path)]) == 2
 
 
 # ---- the live path against a fake transport: what a mock server cannot produce -------------
@@ -283,13 +285,13 @@ class FakeAPI:
 def patch_client(monkeypatch, api, max_retries=2):
     """The script's own client (strict validation included) over a fake transport."""
     import httpx2
-    monkeypatch.setattr(oft, "make_client", lambda cfg, url, key: MAKE_CLIENT(
-        cfg, "http://127.0.0.1:9/v1", key, max_retries=max_retries,
+    monkeypatch.setattr(openai_jobs, "make_client", lambda url, key: MAKE_CLIENT(
+        "http://127.0.0.1:9/v1", key, max_retries=max_retries,
         http_client=httpx2.Client(transport=httpx2.MockTransport(api))))
 
 
 def run_live(tmp_path, *extra):
-    return edu_qa.run(oft.main, ["--execute", "--output-dir", str(tmp_path / "out"),
+    return edu_qa.run_script(SCRIPT, ["--execute", "--output-dir", str(tmp_path / "out"),
                                  "--results-dir", str(tmp_path / "results"),
                                  "--poll-interval", "0", *extra])
 
@@ -399,7 +401,7 @@ def test_a_corrupt_state_file_is_named_not_a_traceback(tmp_path, key, monkeypatc
 def test_ctrl_c_during_upload_exits_130_and_the_rerun_goes_on(tmp_path, key, monkeypatch,
                                                                capsys):
     patch_client(monkeypatch, FakeAPI(interrupt="POST /files"))
-    assert run_live(tmp_path) == oft.EXIT_INTERRUPTED
+    assert run_live(tmp_path) == edu_qa.cli.EXIT_INTERRUPTED
     err = capsys.readouterr().err
     assert "Interrupted during POST /files" in err and "Traceback" not in err
     api = FakeAPI()
@@ -412,25 +414,25 @@ def test_ctrl_c_after_the_job_was_created_never_creates_a_second(tmp_path, key, 
                                                                  capsys):
     api = FakeAPI(interrupt="POST /fine_tuning/jobs")
     patch_client(monkeypatch, api)
-    assert run_live(tmp_path) == oft.EXIT_INTERRUPTED
+    assert run_live(tmp_path) == edu_qa.cli.EXIT_INTERRUPTED
     assert "Interrupted during POST /fine_tuning/jobs" in capsys.readouterr().err
     api.interrupt = None  # the same service, which now holds the job
     api.calls.clear()
     assert run_live(tmp_path) == 0
     assert "nothing created again" in capsys.readouterr().out
     assert "POST /fine_tuning/jobs" not in api.calls and len(api.created) == 1
-    assert api.created[0]["metadata"]["training_sha256"] == oft.sha256_file(oft.TRAINING_FILE)
+    assert api.created[0]["metadata"]["training_sha256"] == openai_jobs.sha256_file(oft.TRAINING_FILE)
 
 
 def test_failed_job_says_why_exits_3_and_new_job_starts_another(tmp_path, key, monkeypatch,
                                                                  capsys):
     patch_client(monkeypatch, FakeAPI(statuses=("running", "failed")))
-    assert run_live(tmp_path) == oft.EXIT_JOB_FAILED
+    assert run_live(tmp_path) == openai_jobs.EXIT_JOB_FAILED
     out = capsys.readouterr().out
     assert "failed: invalid_training_file: bad line 3" in out and "--new-job" in out
     assert not (tmp_path / "results" / "openai_finetune.json").exists()
     patch_client(monkeypatch, FakeAPI(statuses=("failed",)))
-    assert run_live(tmp_path) == oft.EXIT_JOB_FAILED  # the same, not "None: None", exit 0
+    assert run_live(tmp_path) == openai_jobs.EXIT_JOB_FAILED  # the same, not "None: None", exit 0
     api = FakeAPI()
     patch_client(monkeypatch, api)
     assert run_live(tmp_path, "--new-job") == 0
@@ -445,7 +447,7 @@ def test_event_text_is_shown_literally(tmp_path, key, monkeypatch, capsys):
 
 def test_max_wait_leaves_the_job_running_and_exits_4(tmp_path, key, monkeypatch, capsys):
     patch_client(monkeypatch, FakeAPI(statuses=("running",)))
-    assert run_live(tmp_path, "--max-wait", "0") == oft.EXIT_STILL_RUNNING
+    assert run_live(tmp_path, "--max-wait", "0") == openai_jobs.EXIT_STILL_RUNNING
     assert "--max-wait reached; job ftjob-1 goes on" in capsys.readouterr().out
 
 
@@ -497,13 +499,13 @@ def test_contract_live_path_against_openai_spec(tmp_path, mock_server, monkeypat
     monkeypatch.setenv("OPENAI_BASE_URL", mock_server)
     uploads = []
 
-    def client(cfg, url, key):
-        c = MAKE_CLIENT(cfg, url, key, max_retries=0, default_headers={
+    def client(url, key):
+        c = MAKE_CLIENT(url, key, max_retries=0, default_headers={
             "X-Steady-Seed": SUCCEEDED_SEED, "X-Steady-Reject-On-Error": "true"})
         real = c.files.create
         c.files.create = lambda **kw: uploads.append(kw["purpose"]) or real(**kw)
         return c
-    monkeypatch.setattr(oft, "make_client", client)
+    monkeypatch.setattr(openai_jobs, "make_client", client)
     assert run_live(tmp_path) == 0, capsys.readouterr()
     out = capsys.readouterr().out
     assert uploads == ["fine-tune", "fine-tune"]

@@ -5,7 +5,8 @@ import pytest
 
 import edu_qa
 import huggingface_lora as lora
-from edu_qa import training_plan
+from edu_qa import training, training_plan
+from helpers import tiny_setup
 
 GiB = 2 ** 30
 # TinyLlama-1.1B's shape, the one benchmarks/qlora.py measures
@@ -71,7 +72,6 @@ def test_on_a_cpu_nothing_changes():
 
 
 def test_the_trainer_runs_the_decided_accumulation(tmp_path, tiny_model):
-    from test_lora import tiny_setup  # noqa: E402
     cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(
         tiny_model, tmp_path / "out", epochs=1, precision="fp32")
     assert env["train"]["accumulation"] == 1  # configure_model decided: a CPU, as before
@@ -96,7 +96,7 @@ def test_a_measured_step_changes_no_weight(tiny_model):
 
 @pytest.mark.parametrize("free", [79, 6])
 def test_step_3_says_what_it_chose_and_why(free, tmp_path, tiny_model, monkeypatch, capsys):
-    monkeypatch.setattr(lora, "free_gpu_memory", lambda device: int(free * GiB))
+    monkeypatch.setattr(training, "free_gpu_memory", lambda device: int(free * GiB))
     cfg = lora.Config(model=str(tiny_model), output_dir=str(tmp_path), train_size=16)
     console = edu_qa.console()
     data, train, dev, test, env = lora.prepare_data(cfg, console)

@@ -1,0 +1,317 @@
+"""The machinery around a LoRA training run that a student need not read to learn the method:
+device and precision, tokenized chats with the prompt masked, size and time estimates, the
+4-bit weight format, and the judge that scores the dev answers after every epoch.
+
+huggingface_lora.py holds the method (LoraConfig, get_peft_model, Trainer) and calls these;
+the local fine-tuning service trains through the same recipe.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from . import training_plan
+from .cli import UserError
+from .data import chat_messages
+from .local_model import disk_size, generate, load_local_model, model_source
+from .scoring import score
+
+
+def choose_device(execute: bool, precision: str, quantization: str) -> dict:
+    """Device, precision and weight format, decided once: a GPU only with --execute."""
+    import torch
+    device = "cpu"
+    if execute and torch.cuda.is_available():
+        device = "cuda"
+    elif execute and torch.backends.mps.is_available():
+        device = "mps"
+    if precision != "auto":
+        pass
+    elif device == "cuda":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    elif device == "cpu":
+        # bf16 is only faster on CPUs with native bf16 instructions (AVX512-BF16 or AMX);
+        # elsewhere PyTorch emulates it, about 100x slower than fp32 (see the benchmark)
+        precision = "bf16" if cpu_has_native_bf16() else "fp32"
+    else:
+        precision = "fp32"
+    if quantization == "auto":
+        quantization = "4bit" if device == "cuda" else "none"
+    return {"device": device, "precision": precision, "quantization": quantization}
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def chat_dataset(tok, chats: list[list[dict]], max_length: int):
+    """(the tokenized chats, cut at max_length; the positions of those that were cut)."""
+    from datasets import Dataset
+    whole = [tokenize_chat(tok, chat, max_length=None) for chat in chats]
+    cut = [i for i, row in enumerate(whole) if len(row["input_ids"]) > max_length]
+    return Dataset.from_list([{k: v[:max_length] for k, v in row.items()}
+                              for row in whole]), cut
+
+
+def tokenize_chat(tok, messages: list[dict], max_length: int | None) -> dict:
+    """input_ids of the whole chat in the model's template, cut at max_length; labels copy
+    them on the assistant replies (weight 0 leaves a reply out, as in OpenAI's format) and
+    are -100 everywhere else."""
+    full_ids = tok(tok.apply_chat_template(messages, tokenize=False),
+                   add_special_tokens=False)["input_ids"]
+    labels = [-100] * len(full_ids)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant" or message.get("weight", 1) == 0:
+            continue
+        prompt_ids = tok(tok.apply_chat_template(messages[:i], tokenize=False,
+                                                 add_generation_prompt=True),
+                         add_special_tokens=False)["input_ids"]
+        upto_ids = tok(tok.apply_chat_template(messages[:i + 1], tokenize=False),
+                       add_special_tokens=False)["input_ids"]
+        if full_ids[:len(prompt_ids)] != prompt_ids or full_ids[:len(upto_ids)] != upto_ids:
+            raise UserError("the chat template does not render the prompt as a prefix of "
+                            "prompt+answer; label masking would be wrong for this --model")
+        labels[len(prompt_ids):len(upto_ids)] = upto_ids[len(prompt_ids):]
+    return {"input_ids": full_ids[:max_length],
+            "attention_mask": [1] * len(full_ids[:max_length]), "labels": labels[:max_length]}
+
+
+def model_shape(name: str) -> dict | None:
+    """Parameter and LoRA-target counts from the model's config on an empty (meta) device,
+    without loading weights or touching the network. None if the config is not local."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    try:
+        config = AutoConfig.from_pretrained(model_source(name), local_files_only=True)
+    except (OSError, ValueError):
+        return None
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    linears = [m for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and "lm_head" not in n]
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "linear_in_out": sum(m.in_features + m.out_features for m in linears),
+            "hidden": config.hidden_size, "layers": config.num_hidden_layers,
+            "intermediate": getattr(config, "intermediate_size", 4 * config.hidden_size),
+            "vocab": config.vocab_size}
+
+
+def estimate(env: dict, shape: dict | None, train_ds, lora_r: int, batch_size: int,
+             epochs: float) -> dict:
+    """Memory for training, from the model's shape, and how many training tokens. Time is not
+    guessed: on a GPU one real step is timed once the model is loaded (time_one_step)."""
+    tokens_per_epoch = sum(len(x) for x in train_ds["input_ids"])
+    lines = [f"training tokens: {tokens_per_epoch} per epoch x {epochs} epochs"]
+    if shape is None:
+        return {"lines": lines + ["size unknown until the model is downloaded"]}
+    bytes_per_weight = {"4bit": 0.55, "none": 2 if env["precision"] == "bf16" else 4}
+    weights = shape["params"] * bytes_per_weight[env["quantization"]]
+    lora = lora_r * shape["linear_in_out"]
+    lora_bytes = lora * 16  # LoRA weights, their gradients and Adam's two moments, all fp32
+    seq = max(len(x) for x in train_ds["input_ids"])
+    activations = batch_size * seq * shape["hidden"] * shape["layers"] * 34 * 2
+    memory = weights + lora_bytes + activations
+    lines += [f"memory estimate: {memory / 2**30:.2f} GiB (weights {weights / 2**30:.2f}, "
+              f"LoRA+Adam {lora_bytes / 2**30:.3f}, activations {activations / 2**30:.2f})"]
+    if env["device"] == "cuda":
+        lines.append("time estimate: from one measured step, once the model is loaded")
+    return {"lines": lines, "memory_bytes": memory, "lora_params": lora}
+
+
+def measure_matmul_flops(device: str, precision: str, n: int | None = None,
+                         reps: int = 5) -> float | None:
+    """FLOP/s of a large n x n matrix multiply on this device (~0.3 s at the default n)."""
+    import torch
+    if device == "mps":
+        return None
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    n = n or (1024 if device == "cpu" else 8192)
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()  # the warm-up product must not run into the timed ones
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n ** 3 * reps / (time.perf_counter() - start)
+
+
+def plan_training(env: dict, shape: dict | None, train_ds, batch_size: int, epochs: float,
+                  lora_params: int = 0) -> dict:
+    """On a GPU: batch, accumulation, checkpointing, compile and attention from its free
+    memory (training_plan.choose); on a CPU, the settings as given."""
+    return training_plan.choose(
+        device=env["device"], effective_batch=batch_size,
+        seq_len=max(len(x) for x in train_ds["input_ids"]), shape=shape,
+        quantization=env["quantization"], precision=env["precision"], lora_params=lora_params,
+        steps=math.ceil(len(train_ds) / batch_size * epochs),
+        free_bytes=free_gpu_memory(env["device"]))
+
+
+def free_gpu_memory(device: str) -> int | None:
+    if device != "cuda":
+        return None
+    import torch
+    return torch.cuda.mem_get_info()[0]
+
+
+def time_one_step(env: dict, model, tok, train_ds, batch_size: int, epochs: float) -> str:
+    """On a GPU: one real training step timed, then steps x that."""
+    from transformers import DataCollatorForSeq2Seq
+    plan = env["train"]
+    rows = [train_ds[i] for i in range(min(plan["per_device_batch"], len(train_ds)))]
+    batch = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)(rows)
+    seconds = training_plan.time_step(model, {k: v.to(env["device"]) for k, v in batch.items()})
+    steps = math.ceil(len(train_ds) / batch_size * epochs) * plan["accumulation"]
+    return (f"time estimate: {steps * seconds / 60:.1f} min ({steps} steps x {seconds:.3f} s, "
+            f"one step of {len(rows)} examples measured; compiling, if on, adds to the first "
+            "steps)")
+
+
+def quantization(env: dict) -> dict:
+    """from_pretrained arguments for the base weights: none, or 4-bit NF4 (bitsandbytes)."""
+    if env["quantization"] != "4bit":
+        return {}
+    import torch
+    from transformers import BitsAndBytesConfig
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise UserError("4-bit QLoRA needs bitsandbytes: pip install bitsandbytes==0.50.2 "
+                        "(or --quantization none)") from None
+    return {"quantization_config": BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",             # NF4 suits normally distributed weights
+        bnb_4bit_use_double_quant=True,        # also quantize the scales: ~0.4 bit/param
+        # the dtype the 4-bit weights are unpacked to for each matmul: bf16 where native,
+        # fp16 on older GPUs, fp32 on a CPU without bf16 (fp16 is emulated there too)
+        bnb_4bit_compute_dtype=torch.bfloat16 if env["precision"] == "bf16"
+        else torch.float16 if env["device"] == "cuda" else torch.float32)}
+
+
+def place_for_training(model, env: dict):
+    """The loaded base on its device; a 4-bit base prepared for training (norms in fp32 and,
+    unless the GPU has room without it, gradient checkpointing: QLoRA's memory recipe)."""
+    from peft import prepare_model_for_kbit_training
+    if env["quantization"] == "4bit":  # already placed by bitsandbytes
+        return prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=env.get("train", {}).get("checkpointing", True),
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model.to(env["device"]) if env["device"] != "cpu" else model
+
+
+def judge_callback(judge):
+    """The Trainer callback that runs the judge after every evaluation."""
+    from transformers import TrainerCallback
+
+    class Judge(TrainerCallback):
+        def on_evaluate(self, args, state, control, **kwargs):
+            judge.on_evaluate(args, state, control, **kwargs)
+    return Judge()
+
+
+class DevAnswers:
+    """Called by Trainer after each evaluation: generate the dev answers with the model as it
+    is now, score them (accuracy and F1, the metric of step 5), and hand Trainer the score it
+    keeps the best checkpoint by: dev accuracy, ties broken by dev F1."""
+
+    def __init__(self, tok, dev, max_new_tokens: int, batch_size: int):
+        self.tok, self.dev, self.rows = tok, dev, []
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        start, was_training = time.perf_counter(), model.training
+        # answer as step 5 will: in the weights' precision, outside bf16 training's autocast
+        wrapper = model.__dict__.get("forward")  # accelerate's, while training in bf16
+        model.eval()
+        try:
+            if wrapper is not None and "_original_forward" in model.__dict__:
+                model.forward = model._original_forward
+            answers, _ = generate(model, self.tok, [chat_messages(ex.question) for ex in self.dev],
+                                  self.max_new_tokens, self.batch_size)
+        finally:
+            if wrapper is not None:
+                model.forward = wrapper
+            model.train(was_training)
+        scores = score(self.dev, answers)
+        metrics.update(eval_dev_accuracy=scores["accuracy"], eval_dev_f1=scores["f1"],
+                       eval_dev_score=scores["accuracy"] + scores["f1"] / 1000)
+        train_loss = [r["loss"] for r in state.log_history if "loss" in r]
+        self.rows.append({"epoch": round(state.epoch or 0), "step": state.global_step,
+                          "train_loss": train_loss[-1] if train_loss else None,
+                          "dev_loss": metrics.get("eval_loss"),
+                          "dev_accuracy": scores["accuracy"], "dev_f1": scores["f1"],
+                          "seconds": round(time.perf_counter() - start, 1)})
+
+    def choose(self, console) -> str:
+        """'base' or 'epoch N': the best on dev; the base wins ties (training must earn it)."""
+        console.print("epoch | train loss | dev loss | dev accuracy | dev F1")
+        for r in self.rows:
+            loss = f"{r['train_loss']:.3f}" if r["train_loss"] is not None else "–"
+            console.print(f"{r['epoch']:>5} | {loss:>10} | {r['dev_loss']:8.3f} | "
+                          f"{r['dev_accuracy']:12.2f} | {r['dev_f1']:.2f}")
+        console.print(f"(generating and scoring the dev answers took "
+                      f"{sum(r['seconds'] for r in self.rows):.0f} s in all)")
+        base, *trained = self.rows
+        best = max(trained, key=lambda r: (r["dev_accuracy"], r["dev_f1"]), default=None)
+        if best is None or (best["dev_accuracy"], best["dev_f1"]) <= \
+                (base["dev_accuracy"], base["dev_f1"]):
+            console.print("kept: the BASE model. No epoch answered the dev questions better than "
+                          "the untrained model, so training did not help on this data and the "
+                          "adapter is not used (lower loss does not mean more right answers).")
+            return "base"
+        console.print(f"kept: epoch {best['epoch']}, the best dev accuracy "
+                      f"({best['dev_accuracy']:.2f}, F1 {best['dev_f1']:.2f}; base "
+                      f"{base['dev_accuracy']:.2f}, F1 {base['dev_f1']:.2f})")
+        return f"epoch {best['epoch']}"
+
+
+def epochs_in_words(rows: list[dict]) -> str:
+    """What the epoch table shows, in a sentence: do the loss and the answers agree?"""
+    base, last = rows[0], rows[-1]
+    trained = [r["train_loss"] for r in rows if r["train_loss"] is not None]
+    text = (f"training loss fell {trained[0]:.2f} -> {trained[-1]:.2f} and dev loss "
+            f"{base['dev_loss']:.2f} -> {last['dev_loss']:.2f}, while dev accuracy went "
+            f"{base['dev_accuracy']:.2f} -> {last['dev_accuracy']:.2f}") if trained else ""
+    gap = (last["dev_loss"] - trained[-1]) if trained else 0
+    if gap > 0.2:
+        text += (f"; the gap between dev and training loss ({gap:.2f}) is what the model "
+                 "memorized rather than learned")
+    return text + ". The answers, not the loss, chose what was kept."
+
+
+def reload_check(model_name: str, env: dict, adapter_dir: Path, rows: list[dict],
+                 max_new_tokens: int) -> dict:
+    """Load the saved adapter into a FRESH base model (as a user would: 4-bit again after
+    QLoRA) and check that it gives the same answers as the model just trained."""
+    import torch
+    from peft import PeftModel
+    base, tok = load_local_model(model_name, dtype=torch.float32, **quantization(env))
+    reloaded = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+    check = rows[:3]
+    answers, _ = generate(reloaded, tok, [chat_messages(r["question"]) for r in check],
+                          max_new_tokens)
+    return {"checked": len(check), "identical": sum(a == r["after"]
+                                                    for a, r in zip(answers, check))}
+
+
+def merge(model_name: str, env: dict, adapter_dir: Path, out: Path) -> str:
+    """A standalone model with the adapter folded into the weights. A 4-bit base cannot take
+    the merge exactly, so the base is reloaded in bf16 first."""
+    import torch
+    from peft import PeftModel
+    dtype = torch.bfloat16 if env["quantization"] == "4bit" else torch.float32
+    base, tok = load_local_model(model_name, dtype=dtype)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return f"merged model: {out} ({disk_size(out) / 1e6:.0f} MB, {dtype})"
