@@ -25,6 +25,8 @@ cost from a dated price table) and opens no connection.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import time
@@ -312,7 +314,8 @@ if __name__ == "__main__":
     # shown in step 5, not a reason to stop: lift DSPy's default limit of 10 errors per run.
     dspy.configure(lm=lm, adapter=adapter, max_errors=10**6)
     logging.getLogger("dspy.utils.parallelizer").setLevel(logging.CRITICAL)
-    logging.getLogger("dspy.evaluate.evaluate").setLevel(logging.WARNING)  # step 5 says it
+    for name in ("dspy.evaluate.evaluate", "dspy.teleprompt"):  # steps 4 and 5 report these
+        logging.getLogger(name).setLevel(logging.WARNING)
     prepared = time.perf_counter() - start
 
 
@@ -332,18 +335,21 @@ def tune(cfg: Config, program, train, dev, metric, console, engine=None):
         optimizer.metric = counting_metric
     order = edu_qa.subjects_take_turns(train, cfg.seed)
     start, calls_before = time.perf_counter(), calls()
-    if optimizer is None:
-        optimized = program.deepcopy()
-    elif cfg.optimizer in ("random-search", "mipro", "gepa"):  # these select on dev
-        optimized = optimizer.compile(program, trainset=order, valset=dev)
-    else:
-        optimized = optimizer.compile(program, trainset=order)
+    # the optimizers print their progress line by line; the report below says what they tried
+    with contextlib.redirect_stdout(io.StringIO()):
+        if optimizer is None:
+            optimized = program.deepcopy()
+        elif cfg.optimizer in ("random-search", "mipro", "gepa"):  # these select on dev
+            optimized = optimizer.compile(program, trainset=order, valset=dev)
+        else:
+            optimized = optimizer.compile(program, trainset=order)
     seconds, optimize_calls = time.perf_counter() - start, calls() - calls_before
     predictor = optimized.predictors()[0]
     report = {"optimizer": cfg.optimizer, "adapter": cfg.adapter, "seconds": round(seconds, 2),
               "lm_calls": optimize_calls, "examples_looked_at": len(set(looked_at)),
               "demos": dspy_engine.demo_rows(predictor.demos, train),
-              "instruction": predictor.signature.instructions}
+              "instruction": predictor.signature.instructions,
+              "candidates_dev_f1": dspy_engine.candidate_scores(optimized)}
     dspy_engine.print_report(console, cfg.optimizer, report, len(train))
     # the zero-shot program is always a candidate: the optimized one must beat it on dev
     # (by accuracy, then F1, as the other methods choose)
@@ -444,19 +450,19 @@ def infer(cfg: Config, program, optimized, kept: str, data, examples, lm, engine
                           "stages": {n: st["score"] for n, st in stages.items()}}
 
 
-def reload_program(path: Path, signature, test) -> list[str]:
+def reload_program(cfg: Config, path: Path, signature, examples) -> list[str]:
     """Load the saved program into a fresh module (as a user would) and answer again."""
     import dspy
     fresh = dspy.Predict(signature)
     fresh.load(str(path))
-    return [fresh(question=ex.question).get("answer", "") for ex in test]
+    return dspy_engine.answer_all(fresh, examples, cfg.threads)["answers"]
 
 
 if __name__ == "__main__":
     edu_qa.step(console, 5, "Inference and demonstration")
     scores, rows, inference = infer(cfg, program, tuned["optimized_program"], tuned["kept"],
                                     data, test, lm, engine, console)
-    reloaded = reload_program(tuned["path"], signature, test[:3])
+    reloaded = reload_program(cfg, tuned["path"], signature, test[:3])
     same = sum(a == r["after"] for a, r in zip(reloaded, rows))
     console.print(f"reload check (program.json into a fresh dspy.Predict): {same}/3 answers "
                   "identical")

@@ -221,18 +221,15 @@ def markdown(dataset: edu_qa.QADataset, results: dict[str, dict], plots: list[Pa
                          f"{edu_qa.scoring.fmt_ci(r['accuracy'], r['accuracy_ci'])} | "
                          f"{edu_qa.scoring.fmt_ci(r['f1'], r['f1_ci'])} | "
                          f"{md(r['f1_vs_plain_prompt'])} |")
-    lines += ["", "The approaches compared, measured in these runs:", "",
-              "| | " + " | ".join(edu_qa.METHODS[m][0] for m in results) + " |",
-              "|---|" + "---|" * len(results)]
-    for label, cell in MEASURED_ROWS:
-        lines.append(f"| {label} | " + " | ".join(md(cell(r)) for r in results.values()) + " |")
     lines += ["", "How each column was made (run them, then `python report.py`):", ""]
     for method, res in results.items():
         m = res.get("machine", {})
         where = f"{m.get('cpu')}, {m.get('cores')} cores" + (f", {m['gpu']}" if m.get("gpu")
                                                            else ", no GPU")
         lines.append(f"- {md_code(res.get('command'))}: {res['created'][:10]}, {md(where)}, "
-                     f"whole run {edu_qa.fmt_seconds(res['wall_time_s'].get('total'))}"
+                     f"{md(_hardware(res))}, whole run "
+                     f"{edu_qa.fmt_seconds(res['wall_time_s'].get('total'))}; learned from "
+                     f"{md(MEASURED_ROWS[0][1](res))} training examples"
                      + (" (dry run: nothing trained or scored)" if res.get("dry_run") else ""))
     lines.append("")
     for p in plots:

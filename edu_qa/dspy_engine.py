@@ -191,11 +191,25 @@ def demo_rows(demos, train) -> list[dict]:
     return rows
 
 
+def candidate_scores(optimized) -> list[float]:
+    """The dev F1 of every program an optimizer tried and compared (random search's demo
+    sets: zero-shot, labeled only, then bootstrapped ones), in the order tried."""
+    tried = getattr(optimized, "candidate_programs", None) or []
+    by_seed = sorted((c for c in tried if isinstance(c, dict) and "score" in c),
+                     key=lambda c: c.get("seed", 0))
+    return [round(c["score"] / 100, 3) for c in by_seed]
+
+
 def print_report(console, optimizer: str, report: dict, n_train: int) -> None:
     """What the optimizer tried, what it cost and what it chose, demos in full."""
     console.print(f"{optimizer}: ran the program on {report['examples_looked_at']} of "
                   f"{n_train} training examples, {report['lm_calls']} LM calls (cache hits "
                   f"excluded), {report['seconds']:.1f} s")
+    if report.get("candidates_dev_f1"):
+        scores = report["candidates_dev_f1"]
+        say(console, f"tried {len(scores)} programs (zero-shot, labeled demos, bootstrapped "
+            "sets), dev F1 of each: ", ", ".join(f"{x:.2f}" for x in scores)
+            + f"; chose the best, {max(scores):.2f}")
     say(console, "instruction: ", report["instruction"])
     for i, d in enumerate(report["demos"], 1):
         right = "" if d["correct"] is None else " ✓ key fact" if d["correct"] else \

@@ -500,7 +500,7 @@ def one_question_rows(dataset: QADataset, ex: QA, results_dir: str | Path = RESU
 
 
 def print_one_question(console, dataset: QADataset, choice: str | None,
-                       results_dir: str | Path = RESULTS_DIR):
+                       results_dir: str | Path = RESULTS_DIR, this_run: str | None = None):
     """Step 6: follow one test question through every method, and show what each sends."""
     from rich.table import Table
     ex = pick_question(dataset, choice)
@@ -519,7 +519,7 @@ def print_one_question(console, dataset: QADataset, choice: str | None,
                           f"{r['f1']:.2f}")
     console.print(table)
     for r in rows:
-        if r.get("prompt"):
+        if r.get("prompt") and (this_run is None or r["who"].startswith(METHODS[this_run][0])):
             say(console, f"What {r['who'].split(':')[0]} sends its model:")
             console.print(visible(r["prompt"].replace("{question}", ex.question)),
                           soft_wrap=True)
@@ -531,4 +531,4 @@ def save_and_compare(console, dataset: QADataset, results: dict, results_dir,
     path = write_results(results, results_dir)
     console.print(f"results: {path}")
     print_scoreboard(console, dataset, results_dir, this_run=results["method"])
-    print_one_question(console, dataset, question, results_dir)
+    print_one_question(console, dataset, question, results_dir, this_run=results["method"])

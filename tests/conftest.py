@@ -12,6 +12,12 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: a script in a subprocess or a notebook kernel, accelerate, QLoRA or "
+                   "GGUF parsing; the README's test command runs them, -m 'not slow' skips them")
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a connection (other than 127.0.0.1) fails the test."""

@@ -123,6 +123,7 @@ def test_execute_with_a_model_not_on_this_machine_downloads_it_instead_of_planni
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_embedded_model_short_training_and_answers(tmp_path):
     """The real thing, small: 8 examples, 1 epoch, then before/after on the test split."""
     proc = subprocess.run(
@@ -167,6 +168,7 @@ def test_the_kept_model_is_never_worse_on_dev_than_the_base(rows, kept, capsys):
     assert judge.choose(edu_qa.console()) == kept
 
 
+@pytest.mark.slow
 def test_two_process_data_parallel_writes_one_adapter(tmp_path, tiny_model):
     out = tmp_path / "out"
     proc = subprocess.run(
@@ -220,6 +222,7 @@ def test_merge_writes_a_standalone_model_with_the_same_outputs(tmp_path, tiny_mo
         assert torch.allclose(model(**batch).logits, merged(**batch).logits, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_qlora_trains_a_4bit_base_reloads_it_identically_and_merges_in_bf16(tmp_path,
                                                                             tiny_model,
@@ -267,6 +270,7 @@ def test_guard_4bit_without_execute_prints_the_plan(tmp_path, tiny_model, capsys
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_embedded_model_loads_in_4bit(embedded_tokenizer):
     """transformers cannot quantize while reading GGUF; the converted folder it can."""
     import bitsandbytes as bnb
@@ -280,6 +284,7 @@ def test_embedded_model_loads_in_4bit(embedded_tokenizer):
     assert "4" in answers[0] or "four" in answers[0].lower(), answers
 
 
+@pytest.mark.slow
 def test_qlora_benchmark_runs_the_scripts_recipe_on_a_model_shape(tmp_path):
     """benchmarks/qlora.py is what a session with a GPU runs; here its tiny shape on the CPU
     checks the path end to end: 4-bit base, the script's LoRA, Trainer, the figures."""

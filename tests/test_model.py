@@ -30,6 +30,7 @@ def test_generation_ends_before_the_stop_string(embedded):
     assert "." not in cut[0] and full[0].startswith(cut[0]) and cut[0]
 
 
+@pytest.mark.slow
 def test_the_converted_folder_holds_exactly_the_gguf_files_model(embedded):
     """Every load reads the folder converted from the GGUF file on first use; the model and
     tokenizer read from the GGUF file itself must be the same, tensor for tensor."""

@@ -494,6 +494,7 @@ def mock_server():
     proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_contract_live_path_against_openai_spec(tmp_path, mock_server, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-contract-test")
     monkeypatch.setenv("OPENAI_BASE_URL", mock_server)

@@ -31,6 +31,7 @@ def test_same_six_steps(script):
     assert shared <= fields, f"{script} misses config fields {shared - fields}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_is_instant_and_imports_nothing_heavy(script):
     code = (f"import sys, runpy; sys.argv = ['{script}', '--help']\n"
@@ -47,6 +48,7 @@ def test_help_is_instant_and_imports_nothing_heavy(script):
     assert time.perf_counter() - start < 10  # generous: a loaded CI machine; the benchmark times it
 
 
+@pytest.mark.slow
 def test_importing_a_script_runs_nothing():
     proc = subprocess.run([sys.executable, "-c", "import huggingface_lora; print('ok')"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
