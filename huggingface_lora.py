@@ -223,6 +223,8 @@ if __name__ == "__main__":
     edu_qa.step(console, 3, "Model configuration")
     lora_config, shape, reasons = configure_model(cfg, env, train_ds, console)
     if reasons and not cfg.execute:
+        console.print("would leave this machine: nothing (training is local; --execute may "
+                      "download the model from the Hugging Face Hub)")
         edu_qa.plan_only(console, reasons, edu_qa.command_line(METHOD, cfg))
     model, tok, trainable, total = load_model(cfg, env, lora_config, console)
     if env["device"] == "cuda":

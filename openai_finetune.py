@@ -236,6 +236,9 @@ def configure_model(cfg: Config, converted: dict, n_test: int, console,
     if mode == "local":
         console.print(f"this run: the local service, $0; the same request with model "
                       f"{cfg.local_model}", markup=False)
+    if not cfg.epochs:
+        edu_qa.notice(console, f"OpenAI's rule aims at 3 epochs but at least 100 example-passes, "
+                      f"so {n} examples get {epochs}: fewer examples, more passes over each")
     over = training_cost + inference_cost > cfg.max_cost
     if over and mode == "openai" and not cfg.cancel:
         raise edu_qa.UserError(f"estimated cost ${training_cost + inference_cost:.4f} is above "

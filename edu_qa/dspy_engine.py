@@ -151,7 +151,9 @@ def estimate_cost(lm_name: str, adapter, signature, train, demos: int, calls: in
 
 def plan_lines(lm_name: str, optimizer: str, calls: dict, cost: dict) -> list[str]:
     """What a hosted run would call and cost, for the plan printed without --execute."""
-    lines = [f"LM calls, at most: {calls['total']} ({calls['optimize']} to optimize with "
+    lines = [f"would leave this machine: every prompt (the training, dev and test questions, "
+             f"the demos) goes to {lm_name}",
+             f"LM calls, at most: {calls['total']} ({calls['optimize']} to optimize with "
              f"{optimizer}, {calls['evaluate']} to evaluate)",
              f"tokens, estimated: {cost['input_tokens']:,} in ({cost['prompt_tokens_per_call']}"
              f" per call) + {cost['output_tokens']:,} out"]

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import scoring
-from .cli import UserError, say, visible
+from .cli import UserError, notice, say, visible
 from .data import HERE, QA, SYSTEM_PROMPT, QADataset, by_subject, chat_messages
 from .local_model import EMBEDDED_DESCRIPTION, EMBEDDED_MODEL, disk_size, machine
 from .scoring import f1, is_correct, normalize, score
@@ -231,7 +231,25 @@ def report_test_answers(console, test: list[QA], before: list[str], after: list[
     console.print("change in word-overlap F1: " + scoring.change_in_words(change, "f1"))
     print_changed_questions(console, change)
     show_side_by_side(console, rows, title=title)
+    notice(console, style_or_facts(scores["before"], scores["after"], change))
     return scores, rows, change
+
+
+def style_or_facts(before: dict, after: dict, change: dict) -> str:
+    """Did the method change how the model answers, what it knows, or both?"""
+    first = [s.get("answer_first") for s in (before, after)]
+    words = f"answers went from {before['words_per_answer']:.0f} to " \
+            f"{after['words_per_answer']:.0f} words"
+    if None not in first:
+        words += f", and right answers give the key fact first {first[0]:.0%} -> {first[1]:.0%}"
+    style = abs(after["words_per_answer"] - before["words_per_answer"]) >= 5 or \
+        (None not in first and abs(first[1] - first[0]) >= 0.1)
+    facts = change["accuracy_beyond_noise"]
+    verdict = ("both the style and the facts changed" if style and facts else
+               "the style changed; whether the facts did is within noise" if style else
+               "the facts changed more than noise, the style little" if facts else
+               "neither style nor facts changed beyond noise")
+    return f"{words}: {verdict}."
 
 
 def print_changed_questions(console, change: dict) -> None:

@@ -19,6 +19,20 @@ STEP_FUNCTIONS = ["prepare_data", "convert_format", "configure_model", "tune", "
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
+def test_each_cell_does_its_step_at_top_level(script):
+    """Each of the six cells ends by running its step (under __main__, which a notebook
+    kernel also is), so the cells run one by one; the first cell reads NOTEBOOK_ARGS."""
+    text = (ROOT / script).read_text()
+    cells = text.split("# %% Step ")[1:]
+    assert len(cells) == 6
+    for number, cell in enumerate(cells, 1):
+        assert '\nif __name__ == "__main__":\n' in cell, f"step {number} runs nothing"
+        assert f"edu_qa.step(console, {number}," in cell
+    assert "edu_qa.begin(Config, __doc__, NOTEBOOK_ARGS)" in cells[0]
+    assert "\ndef main(" not in text
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_same_six_steps(script):
     text = (ROOT / script).read_text()
     positions = [text.index(h) for h in HEADERS]
