@@ -145,24 +145,19 @@ def main(argv=None):
     curve["seeds"] = sorted(set(curve.get("seeds", [])) | set(args.seeds))
     start = time.perf_counter()
     curve["base"] = base_point(data, results_dir)
+    points = (("huggingface_lora", lora_point), ("dspy", dspy_point))
     for seed in args.seeds:
         for n in args.sizes:
-            done = curve["points"]["huggingface_lora"].setdefault(str(n), {})
-            if str(seed) not in done:
+            for method, measure in points:
+                done = curve["points"][method].setdefault(str(n), {})
+                if str(seed) in done:
+                    continue
                 t = time.perf_counter()
-                done[str(seed)] = lora_point(n, seed, out, results_dir)
-                curve["seconds"][f"lora-{n}-{seed}"] = round(time.perf_counter() - t, 1)
-                console.print(f"LoRA, {n} training examples, seed {seed}: test F1 "
-                              f"{done[str(seed)]['f1']:.2f}")
+                done[str(seed)] = measure(n, seed, out, results_dir)
+                curve["seconds"][f"{method}-{n}-{seed}"] = round(time.perf_counter() - t, 1)
+                console.print(f"{edu_qa.METHODS[method][0]}, {n} training examples, seed "
+                              f"{seed}: test F1 {done[str(seed)]['f1']:.2f}")
                 save(cache_path, curve)  # a long run keeps what it has measured so far
-            done = curve["points"]["dspy"].setdefault(str(n), {})
-            if str(seed) not in done:
-                t = time.perf_counter()
-                done[str(seed)] = dspy_point(n, seed, out, results_dir)
-                curve["seconds"][f"dspy-{n}-{seed}"] = round(time.perf_counter() - t, 1)
-                console.print(f"DSPy, {n} training examples, seed {seed}: test F1 "
-                              f"{done[str(seed)]['f1']:.2f}")
-                save(cache_path, curve)
     path = plot(curve, results_dir / "data_needs.png")
     console.print(f"plain prompt F1 {curve['base']['f1']:.2f}")
     for method in ("dspy", "huggingface_lora"):

@@ -171,11 +171,9 @@ def markdown(dataset: edu_qa.QADataset, results: dict[str, dict], plots: list[Pa
     """README's results section: the scoreboard, which questions changed, method against
     method, the DSPy optimizers, where and how it was measured."""
     n_test = len(dataset.split("test"))
-    lines = [f"Measured on the same {n_test} test questions of {md_code(dataset.path.name)} "
-             f"(sha256 `{dataset.sha256[:12]}`). Every score has its 95% interval; with "
-             f"{n_test} questions one question is {1 / n_test:.2f} of accuracy, so a difference "
-             "is called more than noise only when a paired test says so (exact McNemar for "
-             "accuracy, a paired bootstrap for F1).", ""]
+    lines = [f"The same {n_test} test questions of {md_code(dataset.path.name)} (sha256 "
+             f"`{dataset.sha256[:12]}`); 95% intervals; one question is {1 / n_test:.2f} of "
+             "accuracy, so a change is more than noise only when a paired test says so.", ""]
     columns = edu_qa.scoreboard_columns(dataset, results_dir)
     fields = [(f, label) for f, label in edu_qa.SCOREBOARD_FIELDS
               if f not in ("note", "source")]
