@@ -149,6 +149,8 @@ def check_optimizer(cfg: Config) -> None:
 
 if __name__ == "__main__":
     cfg, console = edu_qa.begin(Config, __doc__, NOTEBOOK_ARGS)
+    edu_qa.on_interrupt(lambda: f"Interrupted. LM calls answered so far are cached in "
+                        f"{cfg.output_dir}/cache: a re-run does not pay for them again.")
     check_optimizer(cfg)
     start = time.perf_counter()
     edu_qa.step(console, 1, "Environment & data preparation")

@@ -118,6 +118,8 @@ def prepare_data(cfg: Config, console):
 
 if __name__ == "__main__":
     cfg, console = edu_qa.begin(Config, __doc__, NOTEBOOK_ARGS)
+    edu_qa.on_interrupt(lambda: f"Interrupted. Each finished epoch's checkpoint is in "
+                        f"{cfg.output_dir}: add --resume to go on from the last one.")
     edu_qa.quiet_transformers()
     start = time.perf_counter()
     edu_qa.step(console, 1, "Environment & data preparation")

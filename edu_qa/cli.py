@@ -69,8 +69,12 @@ def _optional(type_):
 
 
 def in_notebook() -> bool:
-    """True inside a Jupyter kernel, where sys.argv holds the kernel's arguments."""
-    return "ipykernel" in sys.modules
+    """True inside a Jupyter kernel, where sys.argv holds the kernel's arguments (and not in a
+    process that merely imported ipykernel, as a test that runs notebooks does)."""
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+    return type(get_ipython()).__name__ == "ZMQInteractiveShell"
 
 
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130

@@ -299,3 +299,25 @@ def test_qlora_benchmark_runs_the_scripts_recipe_on_a_model_shape(tmp_path):
     tokens_per_s = float(table.split("| training | ")[1].split(" tokens/s")[0].replace(",", ""))
     assert tokens_per_s > 0
     assert "| MFU (4 x linear weights FLOPs/token) |" in table
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_exits_130_with_how_to_resume(tmp_path, tiny_model):
+    """Ctrl-C at any moment of training: exit status 130, one line saying where the finished
+    epochs are and how to go on, no traceback."""
+    import signal
+    import time
+    proc = subprocess.Popen(
+        [sys.executable, "huggingface_lora.py", "--model", str(tiny_model), "--train-size", "16",
+         "--epochs", "200", "--batch-size", "4", "--output-dir", str(tmp_path / "out"),
+         "--results-dir", str(tmp_path / "results")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "out").glob("checkpoint-*")) and time.monotonic() < deadline:
+        time.sleep(0.5)  # interrupt once an epoch is saved, in the middle of training
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Interrupted." in err and "--resume" in err and "Traceback" not in err
+    assert not (tmp_path / "results").exists()  # nothing half-written

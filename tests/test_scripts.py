@@ -67,3 +67,14 @@ def test_importing_a_script_runs_nothing():
     proc = subprocess.run([sys.executable, "-c", "import huggingface_lora; print('ok')"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "ok"
+
+
+def test_a_process_that_imported_ipykernel_is_not_a_notebook(monkeypatch):
+    """Only a kernel's own shell makes a notebook: the test that runs notebooks imports
+    ipykernel, and the scripts run after it must still read their command line."""
+    import sys
+    import types
+
+    import edu_qa
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    assert not edu_qa.in_notebook()
