@@ -142,7 +142,7 @@ def main(argv=None):
     except json.JSONDecodeError:
         cached = {}
     curve = usable_points(cached, data.sha256, method_settings())
-    curve["seeds"] = sorted(set(curve.get("seeds", [])) | set(args.seeds))
+    curve["seeds"] = measured_seeds(curve) or sorted(args.seeds)
     start = time.perf_counter()
     curve["base"] = base_point(data, results_dir)
     points = (("huggingface_lora", lora_point), ("dspy", dspy_point))
@@ -158,6 +158,8 @@ def main(argv=None):
                 console.print(f"{edu_qa.METHODS[method][0]}, {n} training examples, seed "
                               f"{seed}: test F1 {done[str(seed)]['f1']:.2f}")
                 save(cache_path, curve)  # a long run keeps what it has measured so far
+    curve["seeds"] = measured_seeds(curve)
+    save(cache_path, curve)
     path = plot(curve, results_dir / "data_needs.png")
     console.print(f"plain prompt F1 {curve['base']['f1']:.2f}")
     for method in ("dspy", "huggingface_lora"):
@@ -165,6 +167,12 @@ def main(argv=None):
             f"{n} examples -> F1 " + "/".join(f"{p['f1']:.2f}" for p in by_seed.values())
             for n, by_seed in sorted(curve["points"][method].items(), key=lambda kv: int(kv[0]))))
     console.print(f"plot: {path} | this run {time.perf_counter() - start:.0f} s")
+
+
+def measured_seeds(curve: dict) -> list[int]:
+    """The seeds that have points: what the plot's mean and spread are over."""
+    return sorted({int(seed) for by_size in curve["points"].values()
+                   for by_seed in by_size.values() for seed in by_seed})
 
 
 def usable_points(cached: dict, sha256: str, settings: dict) -> dict:

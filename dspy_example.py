@@ -332,7 +332,8 @@ def tune(cfg: Config, program, train, dev, metric, console, engine=None):
         if trace is not None:
             looked_at.append(example.question)
         return metric(example, pred, trace, *args)
-    optimizer = build_optimizer(cfg, metric)
+    with contextlib.redirect_stdout(io.StringIO()):  # its constructor announces its plan
+        optimizer = build_optimizer(cfg, metric)
     if hasattr(optimizer, "metric"):
         optimizer.metric = counting_metric
     order = edu_qa.subjects_take_turns(train, cfg.seed)

@@ -6,8 +6,9 @@
     local_model.py   the embedded model, loaded once, answering in batches
     results.py       results/*.json, the shared baseline, step 5's report, step 6's scoreboard
     chat_format.py   OpenAI's fine-tuning file rules (the OpenAI script and the local service)
+    training.py      the LoRA recipe's machinery: device, tokenized chats, estimates, the judge
     training_plan.py GPU settings chosen from free memory (the LoRA recipe on CUDA)
-    dspy_engine.py   DSPy's engine interface on the local model
+    dspy_engine.py   DSPy's engine on the local model, costs, the optimizer's report and table
     openai_jobs.py   the bookkeeping of a fine-tuning job: state file, refusals, costs
 
 The scripts use the names below as edu_qa.<name>. Only the standard library is imported at
