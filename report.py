@@ -30,7 +30,8 @@ def plot_scores(dataset, results: dict[str, dict], results_dir: Path, path: Path
     columns = [c for c in edu_qa.scoreboard_columns(dataset, results_dir)
                if c["status"] == "ok" and "(" in c.get("accuracy", "")]
     scored = {c["method"]: c for c in columns}
-    summaries = {edu_qa.BASELINE_TITLE: baseline_score(dataset, results_dir)}
+    summaries = {edu_qa.BASELINE_TITLE: edu_qa.baseline_score(
+        edu_qa.read_baseline(Path(results_dir) / edu_qa.BASELINE_FILE), dataset)}
     summaries.update({edu_qa.METHODS[m][0]: edu_qa.summarize(r).get("after")
                       for m, r in results.items()})
     names = [n for n in scored if summaries.get(n)]
@@ -54,14 +55,6 @@ def plot_scores(dataset, results: dict[str, dict], results_dir: Path, path: Path
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
     return path
-
-
-def baseline_score(dataset, results_dir: Path) -> dict | None:
-    saved = edu_qa.read_baseline(Path(results_dir) / edu_qa.BASELINE_FILE)
-    if not saved or saved.get("settings", {}).get("dataset_sha256") != dataset.sha256:
-        return None
-    rows = saved["predictions"]
-    return edu_qa.summarize({"predictions": [dict(r, after=r["answer"]) for r in rows]})["after"]
 
 
 def plot_cost_time(results: dict[str, dict], path: Path) -> Path:

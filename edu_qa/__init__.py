@@ -28,7 +28,7 @@ from .local_model import (EMBEDDED_CACHE, EMBEDDED_DESCRIPTION, EMBEDDED_GGUF, E
                           embedded_model_folder, generate, library_versions, load_local_model,
                           load_tokenizer, machine, model_is_local, describe_model, model_source, quiet_transformers,
                           shared_prefix, use_offline_tiktoken)
-from .results import (artifact, BASELINE_FILE, BASELINE_TITLE, METHODS, RESULTS_DIR, SCHEMA_VERSION,
+from .results import (artifact, baseline_score, BASELINE_FILE, BASELINE_TITLE, METHODS, RESULTS_DIR, SCHEMA_VERSION,
                       SCOREBOARD_FIELDS, command_line, current_results, data_sent, fmt_bytes,
                       fmt_seconds, load_all_results, method_vs_method, new_results,
                       one_question_rows, pick_question, plain_prompt_baseline,
@@ -39,7 +39,7 @@ from .results import (artifact, BASELINE_FILE, BASELINE_TITLE, METHODS, RESULTS_
 from .scoring import f1, is_correct, normalize, score
 
 __all__ = [
-    "artifact", "Stop", "begin", "plan_only", "notice", "on_exit", "on_interrupt", "run_script", "stop", "scoring", "UserError",
+    "artifact", "baseline_score", "Stop", "begin", "plan_only", "notice", "on_exit", "on_interrupt", "run_script", "stop", "scoring", "UserError",
     "console", "in_notebook", "parse_config", "print_config",
     "print_versions", "redact", "run", "say", "step", "visible", "DATA_FILE", "HERE", "QA",
     "SPLITS", "SYSTEM_PROMPT", "QADataset", "by_subject", "chat_messages", "load_qa",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .cli import UserError
 from .local_model import use_offline_tiktoken
+from .results import write_json
 
 OPENAI_URL = "https://api.openai.com/v1"
 EXIT_JOB_FAILED, EXIT_STILL_RUNNING = 3, 4
@@ -206,10 +207,7 @@ class JobState:
                 raise UserError(f"the service answered {self.doing} with the id "
                                        f"{value!r}; nothing was saved")
             self.entry[name] = value
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.all, indent=2) + "\n")
-        tmp.replace(self.path)
+        write_json(self.path, self.all)
 
 
 def choose_on_dev(candidates, dev_scores: dict, job, console) -> tuple[str, str]:

@@ -323,6 +323,15 @@ def _source(path: Path, res: dict, this_run: str | None) -> str:
     return f"{portable(path)}, {str(res.get('created', ''))[:16].replace('T', ' ')}"
 
 
+def baseline_score(baseline: dict | None, dataset: QADataset) -> dict | None:
+    """The shared baseline's answers graded as summarize() grades a method's (None when the
+    file is missing or made from another dataset)."""
+    if not baseline or baseline.get("settings", {}).get("dataset_sha256") != dataset.sha256:
+        return None
+    rows = [dict(r, after=r["answer"]) for r in baseline["predictions"]]
+    return summarize({"predictions": rows})["after"]
+
+
 def scoreboard_columns(dataset: QADataset, results_dir: str | Path = RESULTS_DIR,
                        this_run: str | None = None) -> list[dict]:
     """The plain-prompt baseline, then one column per method, in METHODS order: each says where
@@ -334,11 +343,8 @@ def scoreboard_columns(dataset: QADataset, results_dir: str | Path = RESULTS_DIR
     baseline = read_baseline(results_dir / BASELINE_FILE)
     found = load_all_results(results_dir)
     made_now = ((found.get(this_run) or {}).get("before_source") or {}).get("this_run")
-    if baseline and baseline.get("settings", {}).get("dataset_sha256") == dataset.sha256:
-        rows = baseline["predictions"]
-        examples = [QA(r["question"], r["reference"], r.get("key"), r.get("subject") or
-                       "general", "test", 0) for r in rows]
-        sc = score(examples, [r["answer"] for r in rows])
+    sc = baseline_score(baseline, dataset)
+    if sc:
         columns.append({
             "method": BASELINE_TITLE, "status": "ok",
             "source": "this run" if made_now
