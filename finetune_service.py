@@ -228,10 +228,10 @@ class Worker:
         import shutil
 
         import rich.console
-        from transformers import TrainerCallback
 
         import huggingface_lora as recipe
-        edu_qa.quiet_transformers()
+        edu_qa.quiet_transformers()  # first: importing transformers' Trainer loads bitsandbytes
+        from transformers import TrainerCallback
         job, store = record["object"], self.store
         train, valid = self.examples.pop(job["id"])
         hyper = job["method"]["supervised"]["hyperparameters"]

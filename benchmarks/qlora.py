@@ -4,7 +4,8 @@ download, no tokenizer. On CUDA when a GPU is present, else on the CPU.
     python benchmarks/qlora.py                          # ~1.1B llama (TinyLlama's shape)
     python benchmarks/qlora.py --shape tiny --steps 2   # seconds on a CPU: checks the path
 
-The recipe is huggingface_lora.py's own: its LoRA defaults (r=16, all-linear), the base in
+The recipe is huggingface_lora.py's: its LoRA defaults (RECIPE below; a test keeps them equal
+to the script's Config), the base in
 4-bit NF4 with double quantization (edu_qa.training.quantization), prepare_model_for_kbit_training
 and transformers' Trainer. The weights are random, so the loss means nothing; tokens/s, memory
 and MFU are those of the shape. MFU counts 4 FLOPs per weight of every linear layer per token
@@ -26,6 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 import edu_qa  # noqa: E402
 
+# huggingface_lora.py's defaults for the LoRA update and the learning rate
+RECIPE = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear",
+          "learning_rate": 2e-3}
 SHAPES = {
     # TinyLlama-1.1B: a real llama shape, small enough for one GPU in minutes
     "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
@@ -54,16 +58,15 @@ def main(argv=None):
                               LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments,
                               default_data_collator)
 
-    from peft import get_peft_model
+    from peft import LoraConfig, get_peft_model
 
-    import huggingface_lora as lora  # its LoRA defaults: the benchmark measures what it runs
     from edu_qa import training, training_plan
     edu_qa.quiet_transformers()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bf16 = torch.cuda.is_bf16_supported() if device == "cuda" else training.cpu_has_native_bf16()
     env = {"device": device, "precision": "bf16" if bf16 else "fp32",
            "quantization": args.quantization}
-    cfg = lora.Config()  # the script's LoRA defaults
+    cfg = argparse.Namespace(**RECIPE)  # the script's LoRA defaults
     config = LlamaConfig(**SHAPES[args.shape], max_position_embeddings=max(2048, args.seq_len))
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
@@ -91,7 +94,10 @@ def main(argv=None):
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
                                                      **training.quantization(env), **attention)
         model = get_peft_model(training.place_for_training(model, env),
-                               lora.make_lora_config(cfg))
+                               LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                          lora_dropout=cfg.lora_dropout,
+                                          target_modules=cfg.target_modules,
+                                          task_type="CAUSAL_LM"))
         weights = model.get_base_model().get_memory_footprint()
 
         n = (args.steps + 2) * args.batch_size

@@ -22,6 +22,8 @@ The table is also written to results/benchmark.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import shutil
 import statistics
@@ -32,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import edu_qa  # noqa: E402
 
@@ -59,26 +62,51 @@ def median_run(args, repeat, tmp: Path) -> tuple[float, float]:
     return statistics.median(walls), max(rss)
 
 
-def training_throughput(steps: int) -> dict:
-    """tokens/s of the script's recipe (Trainer, dynamic padding) and of a plain fp32 loop
-    (fixed padding to 96 tokens, batch 8), both LoRA r=16 all-linear on the embedded model."""
-    import torch
-    from peft import get_peft_model
+def training_throughput(steps: int, tmp: Path) -> dict:
+    """tokens/s of the script's recipe (Trainer, dynamic padding; the script itself, run as a
+    student would, its figure read from its results file) and of a plain fp32 loop (fixed
+    padding to 96 tokens, batch 8), both LoRA r=16 all-linear on the embedded model."""
+    import json
 
-    import huggingface_lora as lora
-    console = edu_qa.console()
-    cfg = lora.Config(output_dir=str(ROOT / "outputs" / "benchmark"), epochs=1,
-                      train_size=steps * 8, verify_reload=False)
-    data, train, dev, test, env = lora.prepare_data(cfg, console)
-    tok = edu_qa.load_tokenizer(cfg.model)
-    train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev[:8], console)
-    lora_config, shape, _ = lora.configure_model(cfg, env, train_ds, console)
-    model, tok, _, _ = lora.load_model(cfg, env, lora_config, console)
-    _, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
-    recipe, adapter_dir = trained["tokens"] / trained["seconds"], trained["adapter_dir"]
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from edu_qa import training
+    from qlora import RECIPE  # huggingface_lora.py's LoRA defaults (a test keeps them equal)
+
+    def script_run(name: str, *options: str) -> dict:
+        results = tmp / f"results-{name}"
+        results.mkdir(parents=True, exist_ok=True)
+        baseline = edu_qa.RESULTS_DIR / edu_qa.BASELINE_FILE
+        if baseline.exists():  # the shared baseline is not what this measures
+            shutil.copy(baseline, results / edu_qa.BASELINE_FILE)
+        out = ROOT / "outputs" / name
+        shutil.rmtree(out, ignore_errors=True)
+        argv = ["--epochs", "1", "--train-size", str(steps * 8), "--no-judge-on-dev",
+                "--no-verify-reload", "--output-dir", str(out), "--results-dir", str(results),
+                *options]
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = edu_qa.run_script(ROOT / "huggingface_lora.py", argv)
+        if code != 0:
+            raise RuntimeError(f"huggingface_lora.py {' '.join(argv)} exited {code}")
+        res = json.loads((results / "huggingface_lora.json").read_text())
+        return {"tps": res["tokens"]["training_per_s"], "adapter_dir": str(out / "adapter"),
+                "precision": res["extra"]["precision"], "device": res["extra"]["device"]}
+
+    recipe_run = script_run("benchmark-lora")
+    recipe, adapter_dir = recipe_run["tps"], recipe_run["adapter_dir"]
+    lora_config = LoraConfig(r=RECIPE["lora_r"], lora_alpha=RECIPE["lora_alpha"],
+                             lora_dropout=RECIPE["lora_dropout"],
+                             target_modules=RECIPE["target_modules"], task_type="CAUSAL_LM")
+    tok = edu_qa.load_tokenizer(edu_qa.EMBEDDED_MODEL)
+    train = edu_qa.training_subset(edu_qa.load_qa().split("train"), steps * 8, 0)
+    train_ds, _ = training.chat_dataset(
+        tok, [edu_qa.chat_messages(ex.question) + [{"role": "assistant", "content": ex.answer}]
+              for ex in train], 160)
+    shape = training.model_shape(edu_qa.EMBEDDED_MODEL)
 
     # the plain loop: what a first attempt looks like; counted tokens are the real ones
-    base, tok = edu_qa.load_local_model(cfg.model, dtype=torch.float32)
+    base, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, dtype=torch.float32)
     plain = get_peft_model(base, lora_config)
     plain.train()
     optim = torch.optim.AdamW([p for p in plain.parameters() if p.requires_grad], lr=1e-3)
@@ -103,20 +131,19 @@ def training_throughput(steps: int) -> dict:
     # a LoRA step costs about 4 FLOPs per frozen weight per token: forward 2, input-grad 2
     flops_per_token = 4 * shape["params"]
     fp32_bytes = base.get_memory_footprint()
-    del model, base, plain
+    del base, plain
 
     # the same recipe on a 4-bit NF4 base (QLoRA, bitsandbytes), here on the CPU
-    cfg = lora.Config(output_dir=str(ROOT / "outputs" / "benchmark-4bit"), epochs=1,
-                      train_size=steps * 8, verify_reload=False, quantization="4bit",
-                      execute=True)
-    env = dict(env, quantization="4bit")
-    model, tok, _, _ = lora.load_model(cfg, env, lora_config, console)
-    _, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
+    qlora_run = script_run("benchmark-lora-4bit", "--quantization", "4bit", "--execute")
+    from transformers import AutoModelForCausalLM
+    nf4 = AutoModelForCausalLM.from_pretrained(
+        edu_qa.embedded_model_folder(),
+        **training.quantization({"quantization": "4bit", "precision": recipe_run["precision"],
+                                 "device": "cpu"}))
     return {"recipe_tps": recipe, "plain_tps": plain_tps, "flops_per_token": flops_per_token,
-            "precision": env["precision"], "device": env["device"],
-            "qlora_tps": trained["tokens"] / trained["seconds"], "fp32_bytes": fp32_bytes,
-            "adapter_dir": str(adapter_dir),
-            "nf4_bytes": model.get_base_model().get_memory_footprint()}
+            "precision": recipe_run["precision"], "device": recipe_run["device"],
+            "qlora_tps": qlora_run["tps"], "fp32_bytes": fp32_bytes,
+            "adapter_dir": adapter_dir, "nf4_bytes": nf4.get_memory_footprint()}
 
 
 def generation_speed(adapter_dir: str) -> dict:
@@ -125,8 +152,7 @@ def generation_speed(adapter_dir: str) -> dict:
     active beside the frozen weights as in step 5, and merged into them."""
     from peft import PeftModel
 
-    import huggingface_lora as lora
-    batch_size = lora.Config().eval_batch_size
+    batch_size = 24  # huggingface_lora.py's --eval-batch-size: a whole split in one batch
     model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)
     test = edu_qa.load_qa().split("test")
     conversations = [edu_qa.chat_messages(ex.question) for ex in test]
@@ -152,27 +178,20 @@ def prefix_sharing_speed() -> dict:
     """DSPy's few-shot evaluation: the test questions, each prompt holding the same 4 demos
     (~400 tokens), answered in one batch with plain left padding and with the shared prefix
     computed once (edu_qa.generate's default)."""
-    import io
-
-    from rich.console import Console
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import dspy
-
-    import dspy_example
-    cfg = dspy_example.Config()
+    # as dspy_example.py's default adapter (small-chat) sends them: the system prompt, four
+    # demos as earlier turns, then the question
     data = edu_qa.load_qa()
     train, test = data.split("train"), data.split("test")
-    signature, adapter = dspy_example.convert_format(cfg, train, Console(file=io.StringIO()))
-    demos = [dspy.Example(question=ex.question, answer=ex.answer) for ex in train[:4]]
-    conversations = [adapter.format(signature, demos=demos, inputs={"question": ex.question})
-                     for ex in test]
+    demos = [turn for ex in train[:4] for turn in (
+        {"role": "user", "content": ex.question}, {"role": "assistant", "content": ex.answer})]
+    conversations = [edu_qa.chat_messages(ex.question)[:1] + demos +
+                     edu_qa.chat_messages(ex.question)[1:] for ex in test]
     model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)
     out = {}
     for name, share in (("left_padding", False), ("shared_prefix", True)):
         start = time.perf_counter()
-        answers, _ = edu_qa.generate(model, tok, conversations, cfg.max_new_tokens,
-                                     batch_size=len(conversations),
-                                     stop_strings=[dspy_example.STOP], share_prefix=share)
+        answers, _ = edu_qa.generate(model, tok, conversations, 48,
+                                     batch_size=len(conversations), share_prefix=share)
         out[name] = {"answers": answers, "seconds": time.perf_counter() - start}
     same = sum(a == b for a, b in zip(out["left_padding"]["answers"],
                                       out["shared_prefix"]["answers"]))
@@ -284,7 +303,7 @@ def main(argv=None):
     rows.append(("matmul peak, 2048² fp32 (measured)", f"{fp32 / 1e9:.0f} GFLOP/s", "–"))
     rows.append(("matmul peak, 512² bf16 (measured)", f"{bf16 / 1e9:.1f} GFLOP/s", "–"))
 
-    t = training_throughput(args.steps)
+    t = training_throughput(args.steps, tmp)
     peak = bf16 if t["precision"] == "bf16" else fp32
     mfu = t["recipe_tps"] * t["flops_per_token"] / peak
     rows.append((f"LoRA training, script recipe ({t['precision']}, Trainer, dynamic padding)",

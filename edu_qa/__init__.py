@@ -10,6 +10,7 @@
     training_plan.py GPU settings chosen from free memory (the LoRA recipe on CUDA)
     dspy_engine.py   DSPy's engine on the local model, costs, the optimizer's report and table
     openai_jobs.py   the bookkeeping of a fine-tuning job: state file, refusals, costs
+    settings.py      the settings all three scripts share (SharedConfig)
 
 The scripts use the names below as edu_qa.<name>. Only the standard library is imported at
 module level, so that --help and the dry runs stay fast; torch, transformers, rich and scipy
@@ -34,9 +35,10 @@ from .results import (artifact, baseline_score, BASELINE_FILE, BASELINE_TITLE, M
                       one_question_rows, pick_question, plain_prompt_baseline,
                       prediction_rows, print_one_question, print_scoreboard, produced,
                       read_baseline, report_test_answers, save_and_compare,
-                      scoreboard_columns, show_side_by_side, summarize, write_json,
+                      scoreboard_columns, show_changed_examples, summarize, write_json,
                       write_results)
 from .scoring import f1, is_correct, normalize, score
+from .settings import SharedConfig
 
 __all__ = [
     "artifact", "baseline_score", "Stop", "begin", "plan_only", "notice", "on_exit", "on_interrupt", "run_script", "stop", "scoring", "UserError",
@@ -52,6 +54,7 @@ __all__ = [
     "data_sent", "fmt_bytes", "fmt_seconds", "load_all_results", "method_vs_method",
     "new_results", "one_question_rows", "pick_question", "plain_prompt_baseline",
     "prediction_rows", "print_one_question", "print_scoreboard", "produced", "read_baseline",
-    "report_test_answers", "save_and_compare", "scoreboard_columns", "show_side_by_side",
+    "report_test_answers", "save_and_compare", "scoreboard_columns", "show_changed_examples",
     "summarize", "write_json", "write_results", "f1", "is_correct", "normalize", "score",
+    "SharedConfig",
 ]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import typing
@@ -201,8 +200,13 @@ def run(main, argv=None) -> int:
 
 
 def print_config(console, cfg) -> None:
-    say(console, "config ", json.dumps(dataclasses.asdict(cfg), default=str,
-                                       ensure_ascii=False))
+    """The settings that differ from the defaults, as options (all of them go into results)."""
+    changed = [f"--{f.name.replace('_', '-')} {getattr(cfg, f.name)}"
+               if not isinstance(f.default, bool) else
+               f"--{'' if getattr(cfg, f.name) else 'no-'}{f.name.replace('_', '-')}"
+               for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != f.default]
+    say(console, "settings: ", " ".join(changed) if changed else
+        "the defaults (--help lists them and why)")
 
 
 def print_versions(console, versions: dict) -> None:

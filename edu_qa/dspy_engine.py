@@ -225,9 +225,12 @@ def print_report(console, optimizer: str, report: dict, n_train: int) -> None:
             "own answers, kept because they state the key fact first")
 
 
-def record_run(results_dir, dataset_sha256: str, results: dict, key: str) -> dict:
+def record_run(results_dir, data, results: dict) -> dict:
     """results/dspy_optimizers.json: one entry per optimizer, adapter, model and training
     size, so that `--optimizer` runs can be compared in one table."""
+    dataset_sha256, extra = data.sha256, results["extra"]
+    key = " | ".join([extra["optimizer"], extra["adapter"], results["model"],
+                      f"train {results['dataset']['train_used']}"])
     path = Path(results_dir) / OPTIMIZER_RUNS
     try:
         runs = json.loads(path.read_text(encoding="utf-8"))
@@ -243,22 +246,308 @@ def record_run(results_dir, dataset_sha256: str, results: dict, key: str) -> dic
         "optimize_s": report["seconds"], "kept": results["extra"]["kept"],
         "accuracy": after["accuracy"], "accuracy_ci": after["accuracy_ci"],
         "f1": after["f1"], "f1_ci": after["f1_ci"],
-        "f1_vs_plain_prompt": scoring.change_in_words(summarize(results)["change"], "f1"),
+        "f1_vs_plain_prompt": scoring.short_change(summarize(results)["change"], "f1"),
         "created": results["created"], "command": results["command"]}
     write_json(path, runs)
     return runs
 
 
 def print_runs(console, runs: dict) -> None:
+    """Every optimizer run so far on this dataset: what it ran, cost and kept, and its test
+    scores (model and training size in the first column only when they differ)."""
+    from rich import box
     from rich.table import Table
     table = Table(title=f"DSPy optimizers tried on this dataset (results/{OPTIMIZER_RUNS})",
-                  show_lines=True)
-    for col in ("optimizer | adapter | model | train", "ran on", "LM calls", "time",
-                "kept", "test accuracy", "test F1", "F1 vs plain prompt"):
-        table.add_column(col, overflow="fold")
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    keys = list(runs["runs"])
+    same_rest = len({k.split(" | ", 2)[-1] for k in keys}) == 1
+    for col in ("optimizer | adapter" if same_rest else "optimizer | adapter | model | train",
+                "examples run", "LM calls", "time", "kept", "test accuracy", "test F1",
+                "F1 vs plain prompt"):
+        table.add_column(col, overflow="fold", no_wrap=col in (
+            "examples run", "LM calls", "time", "kept", "test accuracy", "test F1"))
     for key, r in runs["runs"].items():
-        table.add_row(visible(key), f"{r['examples_looked_at']} examples", str(r["lm_calls"]),
+        table.add_row(visible(" | ".join(key.split(" | ")[:2]) if same_rest else key),
+                      str(r["examples_looked_at"]), str(r["lm_calls"]),
                       fmt_seconds(r["optimize_s"]), r["kept"],
                       scoring.fmt_ci(r["accuracy"], r["accuracy_ci"]),
-                      scoring.fmt_ci(r["f1"], r["f1_ci"]), r["f1_vs_plain_prompt"])
+                      scoring.fmt_ci(r["f1"], r["f1_ci"]),
+                      r["f1_vs_plain_prompt"].replace("95% interval ", ""))
     console.print(table)
+    if same_rest and keys:
+        console.print(f"(all: {visible(keys[0].split(' | ', 2)[-1])})")
+
+
+def small_chat_adapter():
+    """A DSPy Adapter that speaks a small chat model's own format: the instructions as the
+    system message, each demo as a user turn (its inputs) and an assistant turn (its answer),
+    and the reply, whole, as the one output field: nothing to fail to parse. Zero-shot it
+    sends the plain chat prompt word for word."""
+    import dspy
+
+    class SmallChatAdapter(dspy.Adapter):
+        def format_system_message(self, signature):
+            return signature.instructions
+
+        def format_field_description(self, signature):
+            return ""
+
+        def format_field_structure(self, signature):
+            return ""
+
+        def format_task_description(self, signature):
+            return signature.instructions
+
+        def format_user_message_content(self, signature, inputs, prefix="", suffix="",
+                                        main_request=False):
+            names = [k for k in signature.input_fields if k in inputs]
+            body = str(inputs[names[0]]) if len(names) == 1 else \
+                "\n".join(f"{k}: {inputs[k]}" for k in names)
+            return "\n".join(part for part in (prefix, body, suffix) if part)
+
+        def format_assistant_message_content(self, signature, outputs,
+                                             missing_field_message=None):
+            (name,) = signature.output_fields
+            return str(outputs.get(name, missing_field_message or ""))
+
+        def format_field_with_value(self, fields_with_values, role="user"):
+            return "\n".join(str(value) for value in fields_with_values.values())
+
+        def parse(self, signature, completion):
+            if len(signature.output_fields) != 1:
+                raise UserError("--adapter small-chat takes one output field; use "
+                                "--adapter chat for signatures with several")
+            (name,) = signature.output_fields
+            return {name: completion.strip()}
+
+    return SmallChatAdapter()
+
+
+def check_optimizer(optimizer: str, reflection_lm: str | None, execute: bool) -> None:
+    """GEPA needs a reflection LM, which this machine does not have offline: say so first."""
+    if optimizer == "gepa" and not reflection_lm:
+        raise UserError(
+            "--optimizer gepa needs a reflection LM: a strong model that reads the program's "
+            "failures and writes better instructions (--reflection-lm openai/gpt-4o, with "
+            "--execute and its API key). The embedded 135M model cannot play that part, so "
+            "nothing ran; --optimizer mipro searches instructions with the local model")
+    if optimizer == "gepa" and not execute:
+        raise UserError(f"--reflection-lm {reflection_lm} is a hosted LM: add --execute to let "
+                        "GEPA call it (it costs money); nothing was sent")
+
+
+def plan_calls(optimizer: str, candidates: int, n_train: int, n_dev: int, n_test: int) -> dict:
+    """How many LM calls a run makes, at most (a cache hit costs none)."""
+    # dev: zero-shot and optimized; test: baseline, zero-shot and optimized
+    evaluate = 2 * n_dev + 3 * n_test
+    optimize = {"none": 0, "labeled": 0, "bootstrap": n_train,
+                "random-search": n_train * candidates + n_dev * (candidates + 3),
+                # light: ~6 instruction proposals + bootstrapped sets + ~10 trials on a dev batch
+                "mipro": n_train * 6 + 10 * n_dev + 30,
+                # light: a budget of full evaluations on train and dev, plus reflection calls
+                "gepa": 6 * (n_train + n_dev)}[optimizer]
+    return {"optimize": optimize, "evaluate": evaluate, "total": optimize + evaluate}
+
+
+def gepa_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
+    """GEPA's metric: a score and, for the reflection LM to read, what was wrong."""
+    import dspy
+    answer = pred.get("answer", "") or ""
+    g = scoring.grade(answer, gold.key or None, gold.answer)
+    feedback = (f"The reference answer is: {gold.answer!r}. The key fact is "
+                f"{gold.key or gold.answer!r}. " +
+                ("The answer states it first, as asked." if g["strict"] else
+                 "The answer states it, but not in its first sentence." if g["correct"] else
+                 "The answer does not state it.") +
+                f" Word overlap with the reference: {g['f1']:.2f}.")
+    return dspy.Prediction(score=g["f1"] + g["strict"], feedback=feedback)
+
+
+def quiet_dspy() -> None:
+    """DSPy's per-example error lines and progress logs: steps 4 and 5 report these."""
+    import logging
+    logging.getLogger("dspy.utils.parallelizer").setLevel(logging.CRITICAL)
+    for name in ("dspy.evaluate.evaluate", "dspy.teleprompt"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class Watched:
+    """Around optimizer.compile(): its printed progress swallowed (the report says what it
+    tried), the training examples its metric saw (a trace means a demo being checked), its LM
+    calls and its time."""
+
+    def __init__(self, make_optimizer, engine=None):
+        import contextlib
+        import io
+        with contextlib.redirect_stdout(io.StringIO()):  # its constructor announces its plan
+            optimizer = make_optimizer()
+        self.optimizer, self.engine, self.looked_at = optimizer, engine, []
+        if hasattr(optimizer, "metric"):
+            metric = optimizer.metric
+
+            def counting_metric(example, pred, trace=None, *args):
+                if trace is not None:
+                    self.looked_at.append(example.question)
+                return metric(example, pred, trace, *args)
+            optimizer.metric = counting_metric
+
+    def __enter__(self):
+        import contextlib
+        import io
+        import time
+        self.redirect = contextlib.redirect_stdout(io.StringIO())
+        self.redirect.__enter__()
+        self.start, self.calls_before = time.perf_counter(), self.calls()
+        return self
+
+    def __exit__(self, *exc):
+        import time
+        self.redirect.__exit__(*exc)
+        self.seconds = time.perf_counter() - self.start
+        self.lm_calls = self.calls() - self.calls_before
+        return False
+
+    def calls(self) -> int:
+        return self.engine.calls if self.engine is not None else 0
+
+    def report(self, optimized, cfg, train, console) -> dict:
+        """What the optimizer did and chose, printed in full (demos with their grades)."""
+        predictor = optimized.predictors()[0]
+        report = {"optimizer": cfg.optimizer, "adapter": cfg.adapter,
+                  "seconds": round(self.seconds, 2), "lm_calls": self.lm_calls,
+                  "examples_looked_at": len(set(self.looked_at)),
+                  "demos": demo_rows(predictor.demos, train),
+                  "instruction": predictor.signature.instructions,
+                  "candidates_dev_f1": candidate_scores(optimized)}
+        print_report(console, cfg.optimizer, report, len(train))
+        return report
+
+
+def keep_better_on_dev(program, optimized, dev, threads: int, console):
+    """The zero-shot program is always a candidate: the optimized one is kept only if it
+    answers the dev questions better (accuracy, then F1, as the other methods choose).
+    Returns (the kept program, 'optimized' or 'zero-shot', the dev scores)."""
+    dev_scores = {}
+    for name, candidate in (("zero-shot", program), ("optimized", optimized)):
+        answers = answer_all(candidate, dev, threads)
+        dev_scores[name] = scoring.score(dev, answers["answers"], answers["failures"])
+        console.print(f"dev: {name:>9} program: accuracy {dev_scores[name]['accuracy']:.2f} | "
+                      f"word-overlap F1 {dev_scores[name]['f1']:.2f} | parse failures "
+                      f"{answers['failures']}/{len(dev)}")
+    rank = {n: (sc["accuracy"], sc["f1"]) for n, sc in dev_scores.items()}
+    kept = "optimized" if rank["optimized"] > rank["zero-shot"] else "zero-shot"
+    console.print("kept: the optimized program (better dev answers than zero-shot)"
+                  if kept == "optimized" else "kept: the ZERO-SHOT program. The optimized one "
+                  "did not answer the dev questions better, so the optimization is not used.")
+    return (optimized if kept == "optimized" else program.deepcopy()), kept, \
+        {n: {"accuracy": sc["accuracy"], "f1": sc["f1"]} for n, sc in dev_scores.items()}
+
+
+def program_stages(program, optimized, examples, test, before, threads: int, console) -> dict:
+    """The zero-shot and the optimized program on the test questions: scores, parse failures
+    and how many answers are the plain prompt's, word for word."""
+    stages = {"zero-shot program": answer_all(program, examples, threads),
+              "optimized program": answer_all(optimized, examples, threads)}
+    for name, st in stages.items():
+        st["score"] = scoring.score(test, st["answers"], st["failures"])
+        st["score"]["answers_identical_to_baseline"] = sum(
+            a == b for a, b in zip(st["answers"], before))
+        console.print(f"test, {name:>17}: accuracy {st['score']['accuracy']:.2f} | "
+                      f"word-overlap F1 {st['score']['f1']:.2f} | parse failures "
+                      f"{st['failures']}/{len(test)} | answers identical to the plain "
+                      f"prompt's: {st['score']['answers_identical_to_baseline']}/{len(test)}")
+    return stages
+
+
+def results(method: str, cfg, data, train, env: dict, lm, engine, adapter, signature, kept,
+            tuned: dict, inference: dict, scores, rows, reload_same: int, prepared: float,
+            start: float) -> dict:
+    """results/dspy.json: what step 6 compares, and what the run did."""
+    import time
+
+    from .local_model import describe_model
+    from .results import artifact, new_results
+    used = usage(lm, engine)
+    model = cfg.lm if env["hosted"] else describe_model(cfg.model)
+    res = new_results(
+        method, cfg, data, model=model, train=train, scores=scores, rows=rows,
+        before_source=inference["source"], trainable_params=0, versions=env["versions"],
+        tuned_model=f"{model} + optimized prompt ({cfg.optimizer}, {tuned['demos']} demos)"
+        if tuned["kept"] == "optimized"
+        else f"{model} (zero-shot program kept: the optimized one was not better on dev)",
+        data_left_machine=env["hosted"], artifact=artifact(tuned["path"]),
+        prompt_template=render_messages(adapter.format(
+            signature, demos=kept.predictors()[0].demos, inputs={"question": "{question}"})),
+        wall_time_s={"prepare": prepared, "tune": tuned["seconds"],
+                     "infer_per_question": inference["per_question"],
+                     "total": time.perf_counter() - start},
+        tokens={"inference": used["input_tokens"] + used["output_tokens"],
+                "input": used["input_tokens"], "output": used["output_tokens"]},
+        extra={"lm_calls": used["calls"], "optimizer": cfg.optimizer, "adapter": cfg.adapter,
+               "dev": tuned["dev"], "kept": tuned["kept"],
+               "optimizer_report": tuned["report"], "stages": inference["stages"],
+               "reload_check": {"checked": 3, "identical": reload_same}})
+    if env["hosted"]:
+        res["cost_usd"] = {"amount": used["cost"], "kind": "actual"}
+    return res
+
+
+def plan_or_require_key(cfg, adapter, signature, train, n_dev: int, n_test: int, console,
+                        command: str) -> None:
+    """A hosted LM: without --execute, the plan (LM calls, tokens, cost) and stop; with it,
+    its API key must be set."""
+    from .cli import plan_only
+    if not cfg.execute:
+        calls = plan_calls(cfg.optimizer, cfg.candidates, len(train), n_dev, n_test)
+        cost = estimate_cost(cfg.lm, adapter, signature, train,
+                             0 if cfg.optimizer == "none" else cfg.max_demos, calls["total"],
+                             cfg.price_in, cfg.price_out)
+        plan_only(console, plan_lines(cfg.lm, cfg.optimizer, calls, cost), command)
+    require_key(cfg.lm, console)
+
+
+def plain_prompt_answers(lm, engine, cfg, data, console):
+    """(answers, where they came from) of the plain chat prompt on the test questions: the
+    shared baseline on the local model, the hosted LM's own answers otherwise."""
+    from .data import chat_messages
+    from .results import plain_prompt_baseline
+
+    def plain(chats):
+        return plain_answers(lm, engine, chats, cfg.max_new_tokens, cfg.threads)
+    if engine is not None:
+        return plain_prompt_baseline(cfg.model, data, cfg.max_new_tokens, plain, console,
+                                     cfg.results_dir)
+    return plain([chat_messages(ex.question) for ex in data.split("test")]), \
+        {"kind": "plain prompt on the hosted LM", "this_run": True}
+
+
+def reload_check(path, signature, examples, rows, threads: int, console) -> int:
+    """The saved program loaded into a fresh dspy.Predict: how many answers are the same."""
+    import dspy
+    fresh = dspy.Predict(signature)
+    fresh.load(str(path))
+    answers = answer_all(fresh, examples, threads)["answers"]
+    same = sum(a == r["after"] for a, r in zip(answers, rows))
+    console.print(f"reload check (program.json into a fresh dspy.Predict): {same}/"
+                  f"{len(examples)} answers identical")
+    return same
+
+
+def format_in_words(messages: list[dict], question: str) -> str:
+    """Step 2's notice: are these messages the plain prompt, or DSPy's field markers?"""
+    from .data import chat_messages
+    if messages == chat_messages(question):
+        return ("these are the plain chat prompt, word for word: the zero-shot program IS the "
+                "baseline, so whatever changes comes from the demos and instructions the "
+                "optimizer adds")
+    return ("the field markers: a model must write '[[ ## answer ## ]]' before its answer, or "
+            "the reply fails to parse")
+
+
+def save_program(program, path: Path, console) -> Path:
+    """The kept program as DSPy saves it: its signature, instructions and demos, in JSON."""
+    from .local_model import disk_size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    program.save(str(path))
+    console.print(f"saved: {path} ({disk_size(path) / 1e3:.1f} kB)")
+    return path

@@ -339,3 +339,185 @@ def _api_errors():
         return ()
     import openai
     return (openai.APIError, json.JSONDecodeError)
+
+
+def where_it_runs(cfg, console) -> dict:
+    """--execute: OpenAI (or --base-url), paid; --dry-run: nowhere, a plan; neither: the local
+    service. The API key is read only for a paid run, and never printed."""
+    from .cli import redact
+    if cfg.execute and cfg.dry_run:
+        raise UserError("--execute and --dry-run contradict each other: choose one")
+    if cfg.cancel and cfg.dry_run:
+        raise UserError("--cancel needs a service to send the cancel to: drop --dry-run")
+    mode = "openai" if cfg.execute else "plan" if cfg.dry_run else "local"
+    base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+    where = {"openai": f"{base_url} (--execute: this costs money)",
+             "plan": "none (--dry-run: plan only, nothing is sent)",
+             "local": f"local fine-tuning service on 127.0.0.1, base model {cfg.local_model} "
+                      "(free; add --execute for OpenAI)"}[mode]
+    console.print(f"service: {where}")
+    console.print(f"OpenAI plan: base model {cfg.model}; self-serve fine-tuning closes to new "
+                  "jobs for everyone on 2027-01-06 (OpenAI's API deprecations page)")
+    if mode == "openai":
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise UserError("--execute needs an API key: set OPENAI_API_KEY (nothing was "
+                            "uploaded)")
+        console.print(f"API key: OPENAI_API_KEY={redact(key)}")
+    return {"mode": mode, "base_url": base_url if mode == "openai" else mode}
+
+
+def check_examples(examples: list[dict], train, data_path, model: str, train_size) -> dict:
+    """OpenAI's own rules, before any file is written: the format, at least MIN_EXAMPLES, each
+    example within the model's training context. Returns the token statistics."""
+    from . import chat_format
+    errors, _ = chat_format.check_format(examples)
+    if errors:
+        raise UserError(f"{data_path}: format errors {dict(errors)}; nothing written")
+    if len(examples) < chat_format.MIN_EXAMPLES:
+        hint = "raise --train-size" if train_size else "add training examples"
+        raise UserError(f"{data_path}: {len(examples)} training examples (lines "
+                        f"{', '.join(str(ex.line) for ex in train) or 'none'}); OpenAI "
+                        f"needs at least {chat_format.MIN_EXAMPLES} ({hint})")
+    stats = token_stats(examples, model)
+    context = context_of(model)
+    over = [ex.line for ex, n in zip(train, stats["lengths"]) if n > context]
+    if over:
+        raise UserError(f"{data_path}: lines {', '.join(map(str, over))} are longer than "
+                        f"{model}'s {context:,}-token training context")
+    return stats
+
+
+def context_of(model: str) -> int:
+    return MODELS.get(model, (None, None, None, 65_536))[3]
+
+
+def print_token_stats(stats: dict, model: str, console) -> None:
+    d = stats["distribution"]
+    console.print(f"tokens per example: min {d['min']}, p10 {d['p10']}, median {d['median']}, "
+                  f"p90 {d['p90']}, max {d['max']}, mean {d['mean']} | assistant tokens: "
+                  f"{stats['assistant_tokens']} | over the {context_of(model):,}-token "
+                  "context: 0")
+
+
+def price_job(cfg, stats: dict, epochs: int, n_test: int, n_dev: int) -> dict:
+    """What OpenAI would charge: billable training tokens x epochs at the dated price, and
+    step 5's chat calls (the base and each checkpoint on dev, the base and the kept model on
+    test)."""
+    billable = sum(min(context_of(cfg.model), n) for n in stats["lengths"])
+    price = cfg.price_training if cfg.price_training is not None else \
+        MODELS.get(cfg.model, (None,))[0]
+    if price is None:
+        raise UserError(f"no training price for {cfg.model} in the table (checked "
+                        f"{PRICES_CHECKED}); give --price-training (USD per 1M tokens)")
+    prompt = stats["distribution"]["mean"]
+    base = usage_cost(cfg.model, "base", prompt, cfg.max_new_tokens)
+    tuned = usage_cost(cfg.model, "tuned", prompt, cfg.max_new_tokens)
+    return {"billable_tokens": billable, "trained_tokens": billable * epochs, "price": price,
+            "training_cost": billable * epochs * price / 1e6,
+            "inference_cost": n_test * (base + tuned) + n_dev * (base + min(3, epochs) * tuned)}
+
+
+def resume_or_cancel(cfg, client, state, console):
+    """--cancel: cancel the recorded job (returns it). --new-job: the recorded job becomes a
+    previous one. A recorded job is resumed, never started again (returns None: go on)."""
+    entry = state.entry
+    if cfg.cancel:
+        if "job_id" not in entry:
+            raise UserError(f"{state.path}: no job recorded for this training file on "
+                            f"{state.service} to cancel")
+        state.doing = f"POST /fine_tuning/jobs/{entry['job_id']}/cancel"
+        job = client.fine_tuning.jobs.cancel(entry["job_id"])
+        console.print(f"cancel requested: job {job.id} is {job.status}")
+        return job
+    if "job_id" in entry and cfg.new_job:
+        state.update(previous_jobs=entry.get("previous_jobs", []) + [entry["job_id"]],
+                     job_id=None)
+        console.print(f"--new-job: job {entry['previous_jobs'][-1]} stays in {state.path} "
+                      "as a previous job; starting another")
+    if "job_id" in entry:
+        console.print(f"resuming job {entry['job_id']} (from {state.path}; nothing uploaded)")
+    return None
+
+
+class Asker:
+    """Step 5's chat calls, concurrent, counting the tokens of the base and of the tuned
+    models apart (they are priced apart)."""
+
+    def __init__(self, client, request: dict, base_model: str, concurrency: int):
+        from concurrent.futures import ThreadPoolExecutor
+        self.client, self.request, self.base_model = client, request, base_model
+        self.pool = ThreadPoolExecutor(concurrency)
+        self.usage = {"base": [0, 0], "tuned": [0, 0]}
+
+    def answers(self, model_id: str, examples) -> list[str]:
+        from .data import chat_messages
+
+        def ask(ex):
+            reply = self.client.chat.completions.create(**dict(
+                self.request, model=model_id, messages=chat_messages(ex.question)))
+            return reply.choices[0].message.content or "", reply.usage
+        replies = list(self.pool.map(ask, examples))
+        bucket = self.usage["base" if model_id == self.base_model else "tuned"]
+        for _, used in replies:
+            bucket[0] += used.prompt_tokens if used else 0
+            bucket[1] += used.completion_tokens if used else 0
+        return [text for text, _ in replies]
+
+    def close(self):
+        self.pool.shutdown()
+
+
+def results(method: str, cfg, data, train, env: dict, plan: dict, converted: dict, job,
+            inference: dict | None, local: bool, prepared: float, start: float) -> dict:
+    """results/openai_finetune.json: what step 6 compares, and what the job did and cost."""
+    from .data import by_subject, chat_messages
+    from .local_model import disk_size
+    from .results import new_results
+    res = new_results(method, cfg, data, model=cfg.local_model if local else cfg.model,
+                      dry_run=job is None)
+    res["dataset"].update(train_used=len(train), train_by_subject=by_subject(train))
+    res["wall_time_s"].update(prepare=round(prepared, 2),
+                              total=round(time.perf_counter() - start, 2))
+    res["tokens"]["training"] = plan["trained_tokens"]
+    estimate = round(plan["training_cost"] + plan["inference_cost"], 4)
+    res["cost_usd"] = {"amount": estimate, "kind": "estimated"}
+    res["versions"] = env["versions"]
+    res["extra"] = {"service": env["base_url"], "epochs": plan["epochs"],
+                    "job_request": plan["job"],
+                    "token_distribution": converted["stats"]["distribution"],
+                    "encoding": converted["stats"]["encoding"], "openai_estimate_usd": estimate,
+                    "price_per_1m_training_tokens": plan["price"], "prices_checked": PRICES_CHECKED}
+    if job is not None:
+        trained = job.trained_tokens or 0
+        res["extra"].update(job_id=job.id, status=job.status,
+                            hyperparameters=job.hyperparameters.model_dump(),
+                            kept=inference["kept"], dev_scores=inference["dev"])
+        # the job's own clock (created to finished), also right for a job resumed later
+        res["wall_time_s"]["tune"] = job.finished_at - job.created_at
+        res["wall_time_s"]["infer_per_question"] = round(inference["per_question"], 3)
+        res["tuned_model"] = inference["kept_model"]
+        res["artifact"] = {"path": inference["kept_model"], "bytes": 0}
+        res["tokens"].update(training=trained, inference=inference["tokens"])
+        res.update(before=inference["scores"]["before"], after=inference["scores"]["after"],
+                   predictions=inference["rows"], before_source=inference["source"])
+        if local:
+            res["title"] = "OpenAI-style fine-tuning, on the local service"
+            res["model"] = f"{cfg.local_model} (local OpenAI-compatible service)"
+            res["cost_usd"] = {"amount": 0.0, "kind": "local"}
+            job_dir = Path(cfg.output_dir) / "service" / "models" / job.id
+            adapter = job_dir / "final" if inference["kept_model"] == job.fine_tuned_model \
+                else job_dir / "checkpoints" / inference["kept"].replace(" ", "-")
+            res["artifact"] = {"path": str(adapter), "bytes": disk_size(adapter)} \
+                if inference["kept"] != "base" else None
+        else:
+            usage = inference["usage"]
+            amount = trained * plan["price"] / 1e6 + \
+                usage_cost(cfg.model, "base", *usage["base"]) + \
+                usage_cost(cfg.model, "tuned", *usage["tuned"])
+            res["cost_usd"] = {"amount": round(amount, 4), "kind": "actual"}
+            res["data_left_machine"] = True
+    res["prompt_template"] = "POST /chat/completions " + json.dumps(
+        {"model": res.get("tuned_model") or cfg.model,
+         "messages": chat_messages("{question}"), "temperature": 0})
+    return res

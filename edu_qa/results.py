@@ -2,8 +2,8 @@
 
     results/<method>.json     one schema for every method (new_results, write_results)
     results/baseline.json     the plain-prompt answers every method is measured against
-    report_test_answers()     step 5: before and after graded, compared, three shown
-    print_scoreboard()        step 6: one column per method, with where its numbers come from
+    report_test_answers()     step 5: before and after graded, compared, two shown in full
+    print_scoreboard()        step 6: one row per method, with where its numbers come from
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ METHODS = {
 # what each method makes, for "what it produced" (a file's size alone does not say)
 PRODUCES = {"dspy": "prompt program", "huggingface_lora": "LoRA adapter",
             "openai_finetune": "fine-tuned model"}
+# in the terminal's narrow columns
+SHORT_NAMES = {"dspy": "DSPy", "huggingface_lora": "LoRA", "openai_finetune": "OpenAI-style",
+               "baseline": "Plain prompt"}
 BASELINE_FILE = "baseline.json"
 BASELINE_TITLE = "Plain prompt (no adaptation)"
 # 2: before/after carry 95% intervals, strict accuracy and how answers are written; rows carry
@@ -212,25 +215,25 @@ def write_json(path: Path, obj: dict) -> Path:
 def report_test_answers(console, test: list[QA], before: list[str], after: list[str],
                         title: str, parse_failures: dict | None = None):
     """Score both sets of answers, say whether the change is more than noise, list the
-    questions fixed and broken, and show three answers side by side with their grades.
+    questions fixed and broken, and show one fixed and one broken answer in full.
     Returns (scores, rows, change)."""
     failures = parse_failures or {}
     scores = {"before": score(test, before, failures.get("before")),
               "after": score(test, after, failures.get("after"))}
     rows = prediction_rows(test, before, after)
     change = scoring.compare(rows)
+    console.print(f"test, {len(test)} questions (95% intervals):")
     for when, label in (("before", "before (plain prompt)"), ("after", "after")):
         sc = scores[when]
         note = f" | parse failures {sc['parse_failures']}/{sc['n']}" \
             if sc.get("parse_failures") is not None else ""
-        console.print(f"test {label:21}: accuracy {scoring.fmt_ci(sc['accuracy'], sc['accuracy_ci'])}"
+        console.print(f"  {label:21}: accuracy {scoring.fmt_ci(sc['accuracy'], sc['accuracy_ci'])}"
                       f" | strict {sc['strict_accuracy']:.2f} | word-overlap F1 "
-                      f"{scoring.fmt_ci(sc['f1'], sc['f1_ci'])}{note} (n={sc['n']}; 95% "
-                      "intervals)")
+                      f"{scoring.fmt_ci(sc['f1'], sc['f1_ci'])}{note}")
     console.print("change in accuracy: " + scoring.change_in_words(change))
     console.print("change in word-overlap F1: " + scoring.change_in_words(change, "f1"))
     print_changed_questions(console, change)
-    show_side_by_side(console, rows, title=title)
+    show_changed_examples(console, rows, title)
     notice(console, style_or_facts(scores["before"], scores["after"], change))
     return scores, rows, change
 
@@ -263,19 +266,19 @@ def mark(correct) -> str:
     return "" if correct is None else "✓ " if correct else "✗ "
 
 
-def show_side_by_side(console, rows: list[dict], n: int = 3, title: str = "") -> None:
-    """Step 5: a few test questions with the answer before, after (✓ key found, ✗ not) and
-    the reference."""
-    from rich.table import Table
-    table = Table(title=title, show_lines=True)
-    for col in ("question", "before", "after", "reference (key)"):
-        table.add_column(col, overflow="fold")
-    for r in rows[:n]:
-        table.add_row(visible(r["question"]),
-                      mark(r.get("before_correct")) + visible(r["before"] or "–"),
-                      mark(r.get("after_correct")) + visible(r["after"] or "–"),
-                      visible(f"{r['reference']} ({r['key'] or 'whole answer'})"))
-    console.print(table)
+def show_changed_examples(console, rows: list[dict], title: str = "") -> None:
+    """Step 5: one fixed and one broken question (else the first), the answer before and
+    after in full (✓ key found, ✗ not): what the change looks like, not only its count."""
+    picks = [(label, next((r for r in rows if r.get("before_correct") is not None
+                           and (r["before_correct"], r["after_correct"]) == pair), None))
+             for label, pair in (("fixed", (False, True)), ("broken", (True, False)))]
+    picks = [(label, r) for label, r in picks if r] or [("first question", rows[0])]
+    if title:
+        say(console, f"{title}:")
+    for label, r in picks:
+        say(console, f"{label}: ", f"{r['question']} (key: {r['key'] or 'the whole answer'})")
+        for when in ("before", "after"):
+            say(console, f"  {when:6} ", mark(r.get(f"{when}_correct")) + (r[when] or "–"))
 
 
 def summarize(res: dict) -> dict:
@@ -317,10 +320,11 @@ def produced(res: dict) -> str:
     return f"{noun} at the service: {artifact.get('path')}"
 
 
-def _source(path: Path, res: dict, this_run: str | None) -> str:
+def _source(path: Path, res: dict, this_run: str | None, short: bool = False) -> str:
     if res.get("method") == this_run:
         return "this run"
-    return f"{portable(path)}, {str(res.get('created', ''))[:16].replace('T', ' ')}"
+    when = str(res.get("created", ""))[:16].replace("T", " ")
+    return f"{path.name}, {when[5:]}" if short else f"{portable(path)}, {when}"
 
 
 def baseline_score(baseline: dict | None, dataset: QADataset) -> dict | None:
@@ -346,17 +350,20 @@ def scoreboard_columns(dataset: QADataset, results_dir: str | Path = RESULTS_DIR
     sc = baseline_score(baseline, dataset)
     if sc:
         columns.append({
-            "method": BASELINE_TITLE, "status": "ok",
+            "method": BASELINE_TITLE, "short": SHORT_NAMES["baseline"], "status": "ok",
             "source": "this run" if made_now
             else _source(results_dir / BASELINE_FILE, baseline, None),
+            "short_source": "this run" if made_now
+            else _source(results_dir / BASELINE_FILE, baseline, None, short=True),
             "model": _model_name(baseline["model"]), **_score_cells(sc),
             "vs_accuracy": "(the common before)", "vs_f1": "", "tune_time": "–",
+            "short_vs_accuracy": "(the common before)", "short_vs_f1": "",
             "cost": "$0.00 (free)", "trainable": "0", "produced": "–",
             "data_sent": "no", "note": ""})
     for method, (title, command) in METHODS.items():
         res = found.get(method)
         path = results_dir / f"{method}.json"
-        col = {"method": title, "status": "ok"}
+        col = {"method": title, "short": SHORT_NAMES[method], "status": "ok"}
         if res is None:
             col.update(status="missing", note=f"not run: {command}")
         elif "unreadable" in res:
@@ -371,9 +378,12 @@ def scoreboard_columns(dataset: QADataset, results_dir: str | Path = RESULTS_DIR
             change = summary.get("change")
             col.update(
                 source=_source(path, res, this_run), model=res["model"],
+                short_source=_source(path, res, this_run, short=True),
                 **_score_cells(summary.get("after")),
                 vs_accuracy=scoring.change_in_words(change) if change else "–",
                 vs_f1=scoring.change_in_words(change, "f1") if change else "–",
+                short_vs_accuracy=scoring.short_change(change) if change else "–",
+                short_vs_f1=scoring.short_change(change, "f1") if change else "–",
                 tune_time=fmt_seconds(res["wall_time_s"].get("tune")),
                 cost=f"${cost['amount']:.2f} ({cost['kind']})",
                 trainable=(f"{res['trainable_params']:,}" if res.get("trainable_params") is not None
@@ -394,12 +404,14 @@ def _model_name(model: str) -> str:
 
 def _score_cells(sc: dict | None) -> dict:
     if not sc:
-        return {"accuracy": "–", "strict": "–", "f1": "–", "style": "–", "parse": "–"}
+        return {"accuracy": "–", "strict": "–", "f1": "–", "style": "–", "parse": "–",
+                "words": "–"}
     first = "–" if sc.get("answer_first") is None else f"{sc['answer_first']:.0%}"
     return {"accuracy": scoring.fmt_ci(sc["accuracy"], sc["accuracy_ci"]),
             "strict": scoring.fmt_ci(sc["strict_accuracy"], sc.get("strict_accuracy_ci")),
             "f1": scoring.fmt_ci(sc["f1"], sc["f1_ci"]),
             "style": f"{sc['words_per_answer']:.0f} words; key first in {first} of right answers",
+            "words": f"{sc['words_per_answer']:.0f}",
             "parse": "–" if sc.get("parse_failures") is None else
             f"{sc['parse_failures']}/{sc['n']}"}
 
@@ -431,22 +443,45 @@ SCOREBOARD_FIELDS = (
     ("note", "note"))
 
 
+TERMINAL_FIELDS = (("accuracy", "accuracy (95%)"), ("short_vs_accuracy", "vs plain prompt"),
+                   ("f1", "F1 (95%)"), ("short_vs_f1", "vs plain prompt"),
+                   ("tune_time", "tuning"), ("cost", "cost"))
+
+
 def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESULTS_DIR,
                      this_run: str | None = None) -> None:
-    """One column per method, one row per measure: the columns fit a terminal where the
-    measures side by side would not."""
+    """One row per method, the measures that compare them, and where each row's numbers come
+    from; the rest of SCOREBOARD_FIELDS (strict accuracy, parse failures, what each produced,
+    what left the machine) is in report.py's README block and in results/*.json."""
+    from rich import box
     from rich.table import Table
     columns = scoreboard_columns(dataset, results_dir, this_run)
     table = Table(title=f"Scoreboard: the same {len(dataset.split('test'))} test questions of "
-                        f"{visible(dataset.path.name)} (sha256 {dataset.sha256[:12]}), "
-                        "after adapting", show_lines=True)
-    table.add_column("", style="bold")
+                        f"{visible(dataset.path.name)} (sha256 {dataset.sha256[:12]})",
+                  box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=True)
+    table.add_column("method", style="bold", no_wrap=True)  # short names
+    for field, label in TERMINAL_FIELDS:
+        narrow = field in ("tune_time", "cost")  # short values: never folded
+        table.add_column(label, overflow="fold", no_wrap=narrow,
+                         ratio=None if narrow else 5 if field.startswith("short_vs") else 3)
+    sources = []
     for c in columns:
-        table.add_column(c["method"], overflow="fold")
-    for field, label in SCOREBOARD_FIELDS:
-        table.add_row(label, *[visible(c.get(field, "–")) for c in columns])
+        name = c["short"]
+        if c["status"] != "ok":
+            table.add_row(name, visible(c["note"]), *[""] * (len(TERMINAL_FIELDS) - 1))
+        else:  # a dry run: its note ("nothing trained or scored") beside its estimated cost
+            cells = dict(c, cost=c["cost"].replace(" (", "\n("))  # the amount, then its kind
+            if c.get("note"):
+                cells["short_vs_accuracy"] = c["note"]
+            table.add_row(name, *[visible(str(cells.get(field, "–")))
+                                  for field, _ in TERMINAL_FIELDS])
+        if c.get("short_source"):
+            sources.append(f"{name}: {visible(c['short_source'])}")
     console.print(table)
+    say(console, "numbers from: ", "; ".join(sources))
     print_method_vs_method(console, dataset, results_dir)
+    say(console, "Strict accuracy, parse failures, what each produced, what left this machine: ",
+        "python report.py")
 
 
 def method_vs_method(dataset: QADataset, results_dir: str | Path = RESULTS_DIR) -> list[dict]:
@@ -462,19 +497,16 @@ def method_vs_method(dataset: QADataset, results_dir: str | Path = RESULTS_DIR) 
                      "before": answers_b[r["question"]], "after": r["after"]}
                     for r in found[a]["predictions"] if r["question"] in answers_b]
             if rows:
-                pairs.append({"a": METHODS[a][0], "b": METHODS[b][0],
-                              "change": scoring.compare(rows)})
+                pairs.append({"a": METHODS[a][0], "b": METHODS[b][0], "short_a": SHORT_NAMES[a],
+                              "short_b": SHORT_NAMES[b], "change": scoring.compare(rows)})
     return pairs
 
 
 def print_method_vs_method(console, dataset: QADataset, results_dir) -> None:
     for p in method_vs_method(dataset, results_dir):
         c = p["change"]
-        say(console, f"{p['a']} minus {p['b']}: ",
-            f"accuracy {c['accuracy_change']:+.2f} ({len(c['fixed'])} questions only the first "
-            f"gets right, {len(c['broken'])} only the second; exact McNemar p = "
-            f"{c['mcnemar_p']:.2f}): {'more than noise' if c['accuracy_beyond_noise'] else 'within noise'}"
-            f" | F1 {scoring.change_in_words(c, 'f1')}")
+        say(console, f"{p['short_a']} minus {p['short_b']}: ",
+            f"accuracy {scoring.short_change(c)} | F1 {scoring.short_change(c, 'f1')}")
 
 
 def pick_question(dataset: QADataset, choice: str | None) -> QA:
@@ -500,22 +532,25 @@ def one_question_rows(dataset: QADataset, ex: QA, results_dir: str | Path = RESU
         pred = next((p for p in baseline["predictions"] if p["question"] == ex.question), None)
         if pred:
             rows.append({"who": f"{BASELINE_TITLE}: {_model_name(baseline['model'])}",
-                         "answer": pred["answer"]})
+                         "answer": pred["answer"], "short": SHORT_NAMES["baseline"]})
     for method, (title, command) in METHODS.items():
         res = found.get(method)
         if res is None:
-            rows.append({"who": title, "answer": None, "note": f"not run: {command}"})
+            rows.append({"who": title, "answer": None, "note": f"not run: {command}",
+                         "short": SHORT_NAMES[method]})
             continue
         if res.get("dry_run"):
             cost = res["cost_usd"]["amount"]
             rows.append({"who": title, "answer": None, "prompt": res.get("prompt_template"),
-                         "note": f"not run: dry run (estimated ${cost:.2f}); add --execute"})
+                         "note": f"not run: dry run (estimated ${cost:.2f}); add --execute",
+                         "short": SHORT_NAMES[method]})
             continue
         pred = next((p for p in res["predictions"] if p["question"] == ex.question), None)
         if pred is None:
             continue
         rows.append({"who": f"{title}: {res.get('tuned_model') or res['model']}",
-                     "answer": pred["after"], "prompt": res.get("prompt_template")})
+                     "answer": pred["after"], "prompt": res.get("prompt_template"),
+                     "short": SHORT_NAMES[method]})
     for row in rows:
         if row.get("answer") is not None:
             row["correct"] = is_correct(row["answer"], ex.key, ex.answer)
@@ -526,27 +561,25 @@ def one_question_rows(dataset: QADataset, ex: QA, results_dir: str | Path = RESU
 def print_one_question(console, dataset: QADataset, choice: str | None,
                        results_dir: str | Path = RESULTS_DIR, this_run: str | None = None):
     """Step 6: follow one test question through every method, and show what each sends."""
-    from rich.table import Table
     ex = pick_question(dataset, choice)
     rows = one_question_rows(dataset, ex, results_dir)
-    table = Table(title=f"One question through every method: {visible(ex.question)}",
-                  show_lines=True)
-    for col in ("who answered", "answer (✓ key found, ✗ not)", "word-overlap F1"):
-        table.add_column(col, overflow="fold")
-    table.add_row(f"reference (key: {visible(ex.key or 'whole answer')})", visible(ex.answer),
-                  "1.00")
+    say(console, "One question through every method: ",
+        f"{ex.question} (key: {ex.key or 'the whole answer'}; ✓ key found, ✗ not)")
+    say(console, f"  {'reference':13} ", f"{ex.answer} (F1 1.00)")
     for r in rows:
+        name = r["short"]
         if r.get("answer") is None:
-            table.add_row(visible(r["who"]), visible(r["note"]), "")
+            say(console, f"  {name:13} ", r["note"])
         else:
-            table.add_row(visible(r["who"]), mark(r["correct"]) + visible(r["answer"]),
-                          f"{r['f1']:.2f}")
-    console.print(table)
+            say(console, f"  {name:13} ", f"{mark(r['correct'])}{r['answer']} (F1 {r['f1']:.2f})")
     for r in rows:
         if r.get("prompt") and (this_run is None or r["who"].startswith(METHODS[this_run][0])):
             say(console, f"What {r['who'].split(':')[0]} sends its model:")
-            console.print(visible(r["prompt"].replace("{question}", ex.question)),
-                          soft_wrap=True)
+            lines = r["prompt"].replace("{question}", ex.question).split("\n")
+            if len(lines) > 12:  # the demos, printed in full in step 4, are not repeated here
+                lines = lines[:4] + [f"[... {len(lines) - 6} more lines: the earlier turns; "
+                                     "the whole prompt is in its results file ...]"] + lines[-2:]
+            console.print(visible("\n".join(lines)), soft_wrap=True)
 
 
 def save_and_compare(console, dataset: QADataset, results: dict, results_dir,

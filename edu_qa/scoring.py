@@ -304,6 +304,16 @@ def fmt_ci(value: float, ci: list[float] | None) -> str:
     return f"{value:.2f} ({ci[0]:.2f}–{ci[1]:.2f})"
 
 
+def short_change(c: dict, measure: str = "accuracy") -> str:
+    """change_in_words() for a table cell: '+0.21 (p 0.12): within noise' (exact McNemar),
+    '+0.10 (+0.04 to +0.15): more than noise'."""
+    noise = "more than noise" if c[f"{measure}_beyond_noise"] else "within noise"
+    if measure == "accuracy":
+        return f"{c['accuracy_change']:+.2f} (p {c['mcnemar_p']:.2f}): {noise}"
+    ci = c["f1_change_ci"]
+    return f"{c['f1_change']:+.2f} ({ci[0]:+.2f} to {ci[1]:+.2f}): {noise}"
+
+
 def change_in_words(c: dict, measure: str = "accuracy") -> str:
     """Accuracy: '+0.21 (6 fixed, 1 broken; exact McNemar p = 0.13): within noise'.
     F1: '+0.10 (95% interval +0.04 to +0.17): more than noise'.

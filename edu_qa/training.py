@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from . import training_plan
-from .cli import UserError
+from .cli import UserError, notice
 from .data import chat_messages
 from .local_model import disk_size, generate, load_local_model, model_source
 from .scoring import score
@@ -39,7 +39,10 @@ def choose_device(execute: bool, precision: str, quantization: str) -> dict:
         precision = "fp32"
     if quantization == "auto":
         quantization = "4bit" if device == "cuda" else "none"
-    return {"device": device, "precision": precision, "quantization": quantization}
+    note = " (a GPU is present: --execute uses it)" \
+        if not execute and torch.cuda.is_available() else ""
+    return {"device": device, "precision": precision, "quantization": quantization,
+            "note": note}
 
 
 def cpu_has_native_bf16() -> bool:
@@ -209,6 +212,17 @@ def place_for_training(model, env: dict):
     return model.to(env["device"]) if env["device"] != "cpu" else model
 
 
+def judge_answers(trainer, tok, dev, max_new_tokens: int, batch_size: int):
+    """With dev questions: a DevAnswers judge on the trainer, run once now (the base model,
+    epoch 0) and after every epoch's evaluation. Without: None."""
+    if dev is None:
+        return None
+    judge = DevAnswers(tok, dev, max_new_tokens, batch_size)
+    trainer.add_callback(judge_callback(judge))
+    trainer.evaluate()
+    return judge
+
+
 def judge_callback(judge):
     """The Trainer callback that runs the judge after every evaluation."""
     from transformers import TrainerCallback
@@ -268,10 +282,12 @@ class DevAnswers:
             console.print("kept: the BASE model. No epoch answered the dev questions better than "
                           "the untrained model, so training did not help on this data and the "
                           "adapter is not used (lower loss does not mean more right answers).")
+            notice(console, epochs_in_words(self.rows))
             return "base"
         console.print(f"kept: epoch {best['epoch']}, the best dev accuracy "
                       f"({best['dev_accuracy']:.2f}, F1 {best['dev_f1']:.2f}; base "
                       f"{base['dev_accuracy']:.2f}, F1 {base['dev_f1']:.2f})")
+        notice(console, epochs_in_words(self.rows))
         return f"epoch {best['epoch']}"
 
 
@@ -290,7 +306,7 @@ def epochs_in_words(rows: list[dict]) -> str:
 
 
 def reload_check(model_name: str, env: dict, adapter_dir: Path, rows: list[dict],
-                 max_new_tokens: int) -> dict:
+                 max_new_tokens: int, console=None) -> dict:
     """Load the saved adapter into a FRESH base model (as a user would: 4-bit again after
     QLoRA) and check that it gives the same answers as the model just trained."""
     import torch
@@ -300,18 +316,163 @@ def reload_check(model_name: str, env: dict, adapter_dir: Path, rows: list[dict]
     check = rows[:3]
     answers, _ = generate(reloaded, tok, [chat_messages(r["question"]) for r in check],
                           max_new_tokens)
-    return {"checked": len(check), "identical": sum(a == r["after"]
-                                                    for a, r in zip(answers, check))}
+    result = {"checked": len(check),
+              "identical": sum(a == r["after"] for a, r in zip(answers, check))}
+    if console is not None:
+        console.print(f"reload check (PeftModel.from_pretrained on a fresh base): "
+                      f"{result['identical']}/{result['checked']} answers identical")
+    return result
 
 
-def merge(model_name: str, env: dict, adapter_dir: Path, out: Path) -> str:
+def merge(model_name: str, env: dict, adapter_dir: Path, output_dir: str, console) -> Path:
     """A standalone model with the adapter folded into the weights. A 4-bit base cannot take
     the merge exactly, so the base is reloaded in bf16 first."""
     import torch
     from peft import PeftModel
     dtype = torch.bfloat16 if env["quantization"] == "4bit" else torch.float32
+    out = Path(output_dir) / "merged"
     base, tok = load_local_model(model_name, dtype=dtype)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(out))
     tok.save_pretrained(str(out))
-    return f"merged model: {out} ({disk_size(out) / 1e6:.0f} MB, {dtype})"
+    console.print(f"merged model: {out} ({disk_size(out) / 1e6:.0f} MB, {dtype})")
+    return out
+
+
+def show_example(console, tok, train_ds, cut_lines: list[int], max_length: int,
+                 data_path) -> None:
+    """Step 2: one tokenized training example as the model sees it, the tokens that carry
+    loss, and which examples --max-length cuts."""
+    from .cli import notice, say, visible
+    first = train_ds[0]
+    say(console, "One training example, exactly as the model sees it:")
+    console.print(visible(tok.decode(first["input_ids"])), soft_wrap=True)
+    answer_ids = [t for t, label in zip(first["input_ids"], first["labels"]) if label != -100]
+    say(console, "Tokens that carry loss", f" ({len(answer_ids)} of {len(first['input_ids'])}; "
+        "the rest are labelled -100, which the loss ignores):")
+    console.print(repr(tok.decode(answer_ids)), soft_wrap=True)
+    if cut_lines:
+        console.print(f"{len(cut_lines)} examples are longer than --max-length {max_length} "
+                      f"tokens and are cut there (lines {', '.join(map(str, cut_lines[:20]))}"
+                      f"{', ...' if len(cut_lines) > 20 else ''} of {data_path})")
+    notice(console, f"the model learns only the {len(answer_ids)} answer tokens of each "
+           f"example; the {len(first['input_ids']) - len(answer_ids)} prompt tokens are "
+           "context it is given, not text it must produce")
+
+
+def needs_execute(model: str, shape: dict | None, env: dict, free_max_params: int) -> list[str]:
+    """Why this run would cost (a download, a large model, 4-bit loading): empty when free."""
+    reasons = []
+    if shape is None:
+        reasons.append(f"{model!r} is not on this machine; --execute downloads it")
+    elif shape["params"] > free_max_params:
+        reasons.append(f"{shape['params'] / 1e6:,.0f}M parameters is over the "
+                       f"{free_max_params / 1e6:.0f}M free limit")
+    if env["quantization"] == "4bit":
+        reasons.append("4-bit loading (QLoRA, bitsandbytes)")
+    return reasons
+
+
+def quiet_trainer(trainer, show_progress: bool) -> None:
+    """The Trainer's raw log dicts (loss, grad_norm, eval_runtime, ...) are not printed: the
+    epoch table after training says what they say. A progress bar stays on a terminal."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, *args, **kwargs):
+            pass
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if show_progress:
+        trainer.add_callback(BarOnly())
+
+
+def save_adapter(trainer, model, tok, output_dir: str, seconds: float, tokens: int,
+                 console) -> Path:
+    """The trained adapter (a few MB) saved once, on the main process, with its tokenizer."""
+    # bf16 training leaves forward wrapped in autocast: unwrapped, the model answers in its
+    # weights' own precision, exactly as a reloaded adapter does
+    trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    adapter_dir = Path(output_dir) / "adapter"
+    trainer.save_model(str(adapter_dir))  # on the main process only: one adapter
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(str(adapter_dir))
+    console.print(f"trained in {seconds:.1f} s | {tokens / seconds:.0f} tokens/s | adapter: "
+                  f"{adapter_dir} ({disk_size(adapter_dir) / 1e6:.1f} MB)")
+    return adapter_dir
+
+
+def answer(model, tok, chats: list[list[dict]], max_new_tokens: int, batch_size: int,
+           adapter: bool = True):
+    """(answers, tokens generated), greedy, the LoRA adapter on or off (off: the base model,
+    since LoRA only adds to frozen weights)."""
+    import contextlib
+    with contextlib.nullcontext() if adapter else model.disable_adapter():
+        return generate(model, tok, chats, max_new_tokens, batch_size)
+
+
+def results(method: str, cfg, data, train, env: dict, tok, scores, rows, inference: dict,
+            trained: dict, *, trainable: int, total: int, reload, merged, prepared: float,
+            start: float) -> dict:
+    """results/huggingface_lora.json: what step 6 compares, and what the run did."""
+    from .data import chat_messages as chat
+    from .local_model import describe_model
+    from .results import artifact, new_results
+    name = describe_model(cfg.model)
+    use_adapter = trained["kept"] != "base"
+    return new_results(
+        method, cfg, data, model=name, train=train, scores=scores, rows=rows,
+        before_source=inference["source"], trainable_params=trainable, total_params=total,
+        tuned_model=f"{name} + LoRA r={cfg.lora_r}" if use_adapter
+        else f"{name} (base kept: no epoch beat it on dev)",
+        versions=env["versions"], artifact=artifact(trained["adapter_dir"]),
+        prompt_template=tok.apply_chat_template(chat("{question}"), tokenize=False,
+                                                add_generation_prompt=True),
+        wall_time_s={"prepare": prepared, "tune": trained["seconds"],
+                     "infer_per_question": inference["per_question"],
+                     "total": time.perf_counter() - start},
+        tokens={"training": trained["tokens"], "inference": inference["tokens"],
+                "training_per_s": round(trained["tokens"] / trained["seconds"], 1)},
+        extra={"device": env["device"], "precision": env["precision"],
+               "quantization": env["quantization"], "train_log": trained["log"],
+               "reload_check": reload, "resumed": trained["resumed"],
+               "epochs": trained["epochs"], "kept": trained["kept"],
+               "merged_model": str(merged) if merged else None})
+
+
+def before_and_after(model, tok, data, env: dict, model_name: str, max_new_tokens: int,
+                     batch_size: int, use_adapter: bool, console, results_dir):
+    """Step 5's answers to the test questions: before = the base (adapter off), shared by
+    every method as results/baseline.json, except a 4-bit base, which is another model and
+    answers for itself; after = the adapter on (or the base again, if step 4 kept it).
+    Returns (before, after, where before came from, tokens generated)."""
+    from .results import plain_prompt_baseline
+    test = data.split("test")
+    model.eval()
+    generated = []
+
+    def ask(chats, adapter: bool):
+        answers, tokens = answer(model, tok, chats, max_new_tokens, batch_size, adapter)
+        generated.append(tokens)
+        return answers
+    chats = [chat_messages(ex.question) for ex in test]
+    if env["quantization"] == "4bit":
+        before = ask(chats, adapter=False)
+        source = {"kind": "the 4-bit base model, plain prompt", "this_run": True}
+    else:
+        before, source = plain_prompt_baseline(model_name, data, max_new_tokens,
+                                               lambda c: ask(c, adapter=False), console,
+                                               results_dir)
+    after = ask(chats, adapter=True) if use_adapter else before
+    return before, after, source, sum(generated)
+
+
+def checkpoint_to_resume(resume: bool, output_dir: str, console) -> bool | None:
+    """--resume: True when output_dir has a checkpoint to go on from (Trainer finds the
+    last); None to start fresh."""
+    if not resume:
+        return None
+    if any(Path(output_dir).glob("checkpoint-*")):
+        return True
+    console.print(f"--resume: no checkpoint in {output_dir}, starting fresh")
+    return None

@@ -113,7 +113,7 @@ def through_every_script(path, out, tokenizer):
     console = recording_console()
     _, rows, _ = edu_qa.report_test_answers(console, test, [ex.answer for ex in test],
                                             [ex.question for ex in test], "step 5")
-    edu_qa.show_side_by_side(console, rows, n=len(rows))
+    edu_qa.show_changed_examples(console, rows, "every data row")
     results = edu_qa.new_results("huggingface_lora", lora.Config(data=str(path)), data,
                                  model=test[0].question, dry_run=False)
     results.update(before=edu_qa.score(test, [r["before"] for r in rows]),

@@ -115,12 +115,10 @@ def test_hosted_lm_without_execute_prints_plan_and_opens_no_socket(tmp_path, no_
 
 
 def test_plan_counts_calls_and_prices_tokens():
-    cfg = ex.Config(lm="openai/gpt-4o-mini", optimizer="bootstrap")
-    calls = ex.plan_calls(cfg, n_train=72, n_dev=24, n_test=24)
+    calls = dspy_engine.plan_calls("bootstrap", 8, n_train=72, n_dev=24, n_test=24)
     # dev: zero-shot and optimized; test: the plain prompt, zero-shot and optimized
     assert calls == {"optimize": 72, "evaluate": 2 * 24 + 3 * 24, "total": 192}
-    cfg = ex.Config(lm="openai/gpt-4o-mini", optimizer="labeled")
-    assert ex.plan_calls(cfg, 72, 24, 24)["optimize"] == 0
+    assert dspy_engine.plan_calls("labeled", 8, 72, 24, 24)["optimize"] == 0
 
 
 def test_hosted_lm_execute_without_key_exits_2(tmp_path, no_network, monkeypatch, capsys):

@@ -212,8 +212,8 @@ def test_merge_writes_a_standalone_model_with_the_same_outputs(tmp_path, tiny_mo
     cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(
         tiny_model, tmp_path / "out", epochs=1, precision=precision)
     _, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
-    merged_dir = tmp_path / "merged"
-    training.merge(cfg.model, env, trained["adapter_dir"], merged_dir)
+    merged_dir = training.merge(cfg.model, env, trained["adapter_dir"], tmp_path, console)
+    assert merged_dir == tmp_path / "merged"
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     assert not any("lora" in name for name, _ in merged.named_parameters())
     model.eval()
@@ -255,8 +255,8 @@ def test_qlora_trains_a_4bit_base_reloads_it_identically_and_merges_in_bf16(tmp_
     else:  # bf16 compute, or bitsandbytes' bf16 CPU kernel where the CPU has native bf16:
         # the two agree within bf16's relative step (2^-8)
         assert (tuned - again).abs().max() <= 2 * 2 ** -8 * tuned.abs().max()
-    merged_dir = tmp_path / "merged"
-    training.merge(cfg.model, env, trained["adapter_dir"], merged_dir)
+    merged_dir = training.merge(cfg.model, env, trained["adapter_dir"], tmp_path, console)
+    assert merged_dir == tmp_path / "merged"
     config = json.loads((merged_dir / "config.json").read_text())
     assert "quantization_config" not in config and config["dtype"] == "bfloat16"
 
@@ -299,6 +299,17 @@ def test_qlora_benchmark_runs_the_scripts_recipe_on_a_model_shape(tmp_path):
     tokens_per_s = float(table.split("| training | ")[1].split(" tokens/s")[0].replace(",", ""))
     assert tokens_per_s > 0
     assert "| MFU (4 x linear weights FLOPs/token) |" in table
+
+
+def test_qlora_benchmark_measures_the_scripts_lora_defaults():
+    """The benchmark keeps its own copy of the recipe's defaults (it imports no teaching
+    script): a change to the script's defaults must reach it."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("qlora_bench", ROOT / "benchmarks/qlora.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    defaults = lora.Config()
+    assert bench.RECIPE == {k: getattr(defaults, k) for k in bench.RECIPE}
 
 
 @pytest.mark.slow

@@ -106,7 +106,7 @@ def test_scoreboard_fits_an_80_column_terminal_without_cutting_a_value(tmp_path)
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
     assert "$0.02" in text and "(estimated)" in text
     # method against method, paired question by question
-    assert "DSPy prompt optimization minus LoRA (transformers + peft): accuracy +0.00" in text
+    assert "DSPy minus LoRA: accuracy +0.00" in text
 
 
 def test_results_file_has_the_documented_schema(tmp_path):

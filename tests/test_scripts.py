@@ -1,5 +1,7 @@
 """The scripts stay in step: same six headers and step functions; --help is fast and light."""
 
+import dataclasses
+import importlib
 import re
 import subprocess
 import sys
@@ -39,10 +41,12 @@ def test_same_six_steps(script):
     assert positions == sorted(positions), "the six step headers, in order"
     for name in STEP_FUNCTIONS:
         assert re.search(rf"^def {name}\(", text, re.M), f"{script} has no {name}()"
-    shared = {"data", "model", "seed", "output_dir", "results_dir", "execute", "train_size",
-              "question"}
-    fields = set(re.findall(r"^    (\w+): [\w |]+ = field\(", text, re.M))
-    assert shared <= fields, f"{script} misses config fields {shared - fields}"
+    # the shared settings come from one place, so every script has them, with one meaning
+    assert re.search(r"^class Config\(edu_qa\.SharedConfig\):", text, re.M)
+    module = importlib.import_module(script.removesuffix(".py"))
+    names = {f.name for f in dataclasses.fields(module.Config)}
+    assert {"data", "model", "seed", "output_dir", "results_dir", "execute", "train_size",
+            "question", "max_new_tokens"} <= names
 
 
 @pytest.mark.slow
