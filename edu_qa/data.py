@@ -190,7 +190,12 @@ def print_data_summary(console, data: "QADataset", train: list) -> None:
     say(console, "data: ", f"{data.path.name} sha256 {data.sha256[:12]} | train {len(train)} "
         f"(of {len(data.split('train'))}) | dev {len(data.split('dev'))} | "
         f"test {len(data.split('test'))}")
+    counts = by_subject(train)
+    if len(train) == len(data.split("train")) and len(set(counts.values())) == 1:
+        say(console, "training examples used: ", f"all, {next(iter(counts.values()))} from "
+            f"each of {len(counts)} subjects")
+        return
     sample = "all" if len(train) == len(data.split("train")) else \
         "a seeded sample, subjects in proportion"
     say(console, f"training examples used ({sample}): ",
-        ", ".join(f"{s} {n}" for s, n in by_subject(train).items()))
+        ", ".join(f"{s} {n}" for s, n in counts.items()))

@@ -254,24 +254,25 @@ def record_run(results_dir, data, results: dict) -> dict:
 
 def print_runs(console, runs: dict) -> None:
     """Every optimizer run so far on this dataset: what it ran, cost and kept, and its test
-    scores (model and training size in the first column only when they differ)."""
+    scores (accuracy's interval is in the scoreboard and the file; model and training size in
+    the first column only when they differ)."""
     from rich import box
     from rich.table import Table
-    table = Table(title=f"DSPy optimizers tried on this dataset (results/{OPTIMIZER_RUNS})",
+    table = Table(title=f"DSPy optimizers tried on this dataset, scored on the test questions "
+                        f"(results/{OPTIMIZER_RUNS})",
                   box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     keys = list(runs["runs"])
     same_rest = len({k.split(" | ", 2)[-1] for k in keys}) == 1
     for col in ("optimizer | adapter" if same_rest else "optimizer | adapter | model | train",
-                "examples run", "LM calls", "time", "kept", "test accuracy", "test F1",
+                "examples", "LM calls", "time", "kept", "accuracy", "F1 (95%)",
                 "F1 vs plain prompt"):
         table.add_column(col, overflow="fold", no_wrap=col in (
-            "examples run", "LM calls", "time", "kept", "test accuracy", "test F1"))
+            "examples", "LM calls", "time", "kept", "accuracy", "F1 (95%)"))
     for key, r in runs["runs"].items():
         table.add_row(visible(" | ".join(key.split(" | ")[:2]) if same_rest else key),
                       str(r["examples_looked_at"]), str(r["lm_calls"]),
                       fmt_seconds(r["optimize_s"]), r["kept"],
-                      scoring.fmt_ci(r["accuracy"], r["accuracy_ci"]),
-                      scoring.fmt_ci(r["f1"], r["f1_ci"]),
+                      f"{r['accuracy']:.2f}", scoring.fmt_ci(r["f1"], r["f1_ci"]),
                       r["f1_vs_plain_prompt"].replace("95% interval ", ""))
     console.print(table)
     if same_rest and keys:

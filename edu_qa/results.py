@@ -173,8 +173,8 @@ def plain_prompt_baseline(model: str, data: QADataset, max_new_tokens: int, answ
     saved = read_baseline(path)
     if saved and saved.get("settings") == settings and \
             [p["question"] for p in saved["predictions"]] == [ex.question for ex in test]:
-        console.print(f"before: the plain-prompt baseline of this model, shared by every method "
-                      f"({portable(path)}, {saved['created'][:16]}), not generated again")
+        say(console, "before: ", f"the plain-prompt baseline every method shares, "
+            f"{portable(path)} ({saved['created'][:16].replace('T', ' ')}), not answered again")
         return [p["answer"] for p in saved["predictions"]], \
             {"kind": "plain-prompt baseline", "file": portable(path), "this_run": False}
     start = time.perf_counter()
@@ -256,10 +256,12 @@ def style_or_facts(before: dict, after: dict, change: dict) -> str:
 
 
 def print_changed_questions(console, change: dict) -> None:
-    for label, field in (("fixed", "fixed"), ("broken", "broken"),
-                         ("still wrong", "still_wrong")):
+    """The questions the method fixed and broke; how many stay wrong (results/<method>.json
+    and the README's results list them)."""
+    for label, field in (("fixed", "fixed"), ("broken", "broken")):
         questions = change[field]
         say(console, f"{label} ({len(questions)}): ", "; ".join(questions) or "none")
+    say(console, "still wrong: ", f"{len(change['still_wrong'])}")
 
 
 def mark(correct) -> str:
