@@ -175,9 +175,9 @@ def time_one_step(env: dict, model, tok, train_ds, batch_size: int, epochs: floa
     batch = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)(rows)
     seconds = training_plan.time_step(model, {k: v.to(env["device"]) for k, v in batch.items()})
     steps = math.ceil(len(train_ds) / batch_size * epochs) * plan["accumulation"]
-    return (f"time estimate: {steps * seconds / 60:.1f} min ({steps} steps x {seconds:.3f} s, "
-            f"one step of {len(rows)} examples measured; compiling, if on, adds to the first "
-            "steps)")
+    return (f"time estimate: {steps * seconds / 60:.1f} min of training steps ({steps} x "
+            f"{seconds:.3f} s, one step of {len(rows)} examples measured); each epoch's dev "
+            "evaluation and checkpoint, and compiling if on, come on top")
 
 
 def quantization(env: dict) -> dict:
