@@ -159,9 +159,9 @@ def configure_model(cfg: Config, converted: dict, n_test: int, console,
     console.print(f"epochs: {epochs} ({'given' if cfg.epochs else 'OpenAI rule'}: {n} examples) "
                   f"| billable tokens: {cost['billable_tokens']:,} x {epochs} epochs = "
                   f"{cost['trained_tokens']:,}")
-    console.print(f"OpenAI would charge: training ${cost['training_cost']:.4f} at "
-                  f"${cost['price']}/1M tokens + test inference ${cost['inference_cost']:.4f} "
-                  f"(prices checked {openai_jobs.PRICES_CHECKED}) | --max-cost ${cfg.max_cost:.2f}")
+    console.print(f"OpenAI would charge: training ${cost['training_cost']:.4f} (${cost['price']}"
+                  f"/1M) + test inference ${cost['inference_cost']:.4f}, prices of "
+                  f"{openai_jobs.PRICES_CHECKED} | --max-cost ${cfg.max_cost:.2f}")
     if mode == "local":
         console.print(f"this run: the local service, $0; the same request, model {cfg.local_model}")
     if not cfg.epochs:

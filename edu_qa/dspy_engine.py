@@ -453,10 +453,10 @@ def program_stages(program, optimized, examples, test, before, threads: int, con
         st["score"] = scoring.score(test, st["answers"], st["failures"])
         st["score"]["answers_identical_to_baseline"] = sum(
             a == b for a, b in zip(st["answers"], before))
-        console.print(f"test, {name:>17}: accuracy {st['score']['accuracy']:.2f} | "
-                      f"word-overlap F1 {st['score']['f1']:.2f} | parse failures "
-                      f"{st['failures']}/{len(test)} | answers identical to the plain "
-                      f"prompt's: {st['score']['answers_identical_to_baseline']}/{len(test)}")
+        console.print(f"test, {name:>17}: accuracy {st['score']['accuracy']:.2f} | F1 "
+                      f"{st['score']['f1']:.2f} | parse failures {st['failures']}/{len(test)} | "
+                      f"answers the plain prompt's, word for word: "
+                      f"{st['score']['answers_identical_to_baseline']}/{len(test)}")
     return stages
 
 

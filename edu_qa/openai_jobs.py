@@ -319,19 +319,15 @@ def refusal(err, state, env) -> str:
 
 
 def list_checkpoints(client, job_id: str, console) -> list:
-    """The job's checkpoints, oldest first (one per epoch; OpenAI keeps the last three)."""
+    """The job's checkpoints, oldest first (one per epoch; OpenAI keeps the last three). Each
+    is judged on dev next, by its model id (its validation loss was among the job's events)."""
     import openai
     try:
         listed = client.fine_tuning.jobs.checkpoints.list(job_id).data
     except openai.NotFoundError:  # a service that keeps no checkpoints: the final model only
         console.print("this service lists no checkpoints: the final model is the candidate")
         return []
-    checkpoints = sorted(listed, key=lambda cp: cp.step_number)
-    for cp in checkpoints:
-        loss = cp.metrics.valid_loss if cp.metrics else None
-        console.print(f"checkpoint {cp.fine_tuned_model_checkpoint} at step {cp.step_number}"
-                      + (f" (validation loss {loss:.3f})" if loss is not None else ""))
-    return checkpoints
+    return sorted(listed, key=lambda cp: cp.step_number)
 
 
 def _api_errors():
@@ -356,8 +352,8 @@ def where_it_runs(cfg, console) -> dict:
              "local": f"local fine-tuning service on 127.0.0.1, base model {cfg.local_model} "
                       "(free; add --execute for OpenAI)"}[mode]
     console.print(f"service: {where}")
-    console.print(f"OpenAI plan: base model {cfg.model}; self-serve fine-tuning closes to new "
-                  "jobs for everyone on 2027-01-06 (OpenAI's API deprecations page)")
+    console.print(f"OpenAI plan: {cfg.model}; self-serve fine-tuning closes to new jobs on "
+                  "2027-01-06 (API deprecations page)")
     if mode == "openai":
         key = os.environ.get("OPENAI_API_KEY")
         if not key:
@@ -396,8 +392,7 @@ def print_token_stats(stats: dict, model: str, console) -> None:
     d = stats["distribution"]
     console.print(f"tokens per example: min {d['min']}, p10 {d['p10']}, median {d['median']}, "
                   f"p90 {d['p90']}, max {d['max']}, mean {d['mean']} | assistant tokens: "
-                  f"{stats['assistant_tokens']} | over the {context_of(model):,}-token "
-                  "context: 0")
+                  f"{stats['assistant_tokens']} | over {context_of(model):,}: 0")
 
 
 def price_job(cfg, stats: dict, epochs: int, n_test: int, n_dev: int) -> dict:

@@ -222,13 +222,14 @@ def report_test_answers(console, test: list[QA], before: list[str], after: list[
               "after": score(test, after, failures.get("after"))}
     rows = prediction_rows(test, before, after)
     change = scoring.compare(rows)
-    console.print(f"test, {len(test)} questions (95% intervals):")
+    console.print(f"test, {len(test)} questions (95% intervals; F1: word overlap with the "
+                  "reference):")
     for when, label in (("before", "before (plain prompt)"), ("after", "after")):
         sc = scores[when]
         note = f" | parse failures {sc['parse_failures']}/{sc['n']}" \
             if sc.get("parse_failures") is not None else ""
         console.print(f"  {label:21}: accuracy {scoring.fmt_ci(sc['accuracy'], sc['accuracy_ci'])}"
-                      f" | strict {sc['strict_accuracy']:.2f} | word-overlap F1 "
+                      f" | strict {sc['strict_accuracy']:.2f} | F1 "
                       f"{scoring.fmt_ci(sc['f1'], sc['f1_ci'])}{note}")
     console.print("change in accuracy: " + scoring.change_in_words(change))
     console.print("change in word-overlap F1: " + scoring.change_in_words(change, "f1"))
@@ -258,10 +259,9 @@ def style_or_facts(before: dict, after: dict, change: dict) -> str:
 def print_changed_questions(console, change: dict) -> None:
     """The questions the method fixed and broke; how many stay wrong (results/<method>.json
     and the README's results list them)."""
-    for label, field in (("fixed", "fixed"), ("broken", "broken")):
-        questions = change[field]
-        say(console, f"{label} ({len(questions)}): ", "; ".join(questions) or "none")
-    say(console, "still wrong: ", f"{len(change['still_wrong'])}")
+    say(console, f"fixed ({len(change['fixed'])}): ", "; ".join(change["fixed"]) or "none")
+    say(console, f"broken ({len(change['broken'])}): ", ("; ".join(change["broken"]) or "none")
+        + f" | still wrong: {len(change['still_wrong'])}")
 
 
 def mark(correct) -> str:
@@ -276,7 +276,7 @@ def show_changed_examples(console, rows: list[dict], title: str = "") -> None:
              for label, pair in (("fixed", (False, True)), ("broken", (True, False)))]
     picks = [(label, r) for label, r in picks if r] or [("first question", rows[0])]
     if title:
-        say(console, f"{title}:")
+        say(console, f"{title} (✓ key fact found, ✗ not):")
     for label, r in picks:
         say(console, f"{label}: ", f"{r['question']} (key: {r['key'] or 'the whole answer'})")
         for when in ("before", "after"):
@@ -478,9 +478,9 @@ def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESU
             table.add_row(name, *[visible(str(cells.get(field, "–")))
                                   for field, _ in TERMINAL_FIELDS])
         if c.get("short_source"):
-            sources.append(f"{name}: {visible(c['short_source'])}")
+            sources.append(f"{name} {visible(c['short_source'].split(', ')[-1])}")
     console.print(table)
-    say(console, "numbers from: ", "; ".join(sources))
+    say(console, "numbers from: ", ", ".join(sources) + " (results/*.json)")
     print_method_vs_method(console, dataset, results_dir)
     say(console, "Strict accuracy, parse failures, what each produced, what left this machine: ",
         "python report.py")
@@ -566,7 +566,7 @@ def print_one_question(console, dataset: QADataset, choice: str | None,
     ex = pick_question(dataset, choice)
     rows = one_question_rows(dataset, ex, results_dir)
     say(console, "One question through every method: ",
-        f"{ex.question} (key: {ex.key or 'the whole answer'}; ✓ key found, ✗ not)")
+        f"{ex.question} (key: {ex.key or 'the whole answer'})")
     say(console, f"  {'reference':13} ", f"{ex.answer} (F1 1.00)")
     for r in rows:
         name = r["short"]

@@ -309,7 +309,7 @@ def test_live_path_with_429_retry_and_resume_without_second_upload(tmp_path, key
     out = capsys.readouterr().out
     assert api.calls.count("POST /files") == 3  # 2 files, one retried after the 429
     assert api.calls.count("POST /fine_tuning/jobs") == 1
-    assert "[info] Step 10/27" in out and "ckpt-step-18" in out
+    assert "[info] Step 10/27" in out and "dev:   step 18 accuracy" in out  # the checkpoint judged
     res = json.loads((tmp_path / "results" / "openai_finetune.json").read_text())
     assert res["dry_run"] is False and res["data_left_machine"] is True
     assert res["tuned_model"].startswith("ft:")
