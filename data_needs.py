@@ -190,15 +190,20 @@ def usable_points(cached: dict, sha256: str, settings: dict) -> dict:
 
 
 def method_settings() -> dict:
-    """The defaults each method's points were measured with (besides data and seed)."""
-    import dspy_example as dx
-    import huggingface_lora as lora
-    lc, dc = lora.Config(), dx.Config()
-    return {"huggingface_lora": {"steps": LORA_STEPS, **{k: getattr(lc, k) for k in (
+    """The defaults each method's points are measured with (besides data and seed), as each
+    script states them on its command line (--print-settings)."""
+    def defaults(script: str) -> dict:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = edu_qa.run_script(edu_qa.HERE / script, ["--print-settings"])
+        if code != 0:
+            raise edu_qa.UserError(f"{script} --print-settings exited {code}")
+        return json.loads(out.getvalue())
+    lc, dc = defaults("huggingface_lora.py"), defaults("dspy_example.py")
+    return {"huggingface_lora": {"steps": LORA_STEPS, **{k: lc[k] for k in (
                 "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
                 "batch_size", "max_length", "max_new_tokens")}},
-            "dspy": {k: getattr(dc, k) for k in ("optimizer", "adapter", "max_demos",
-                                                 "max_new_tokens")}}
+            "dspy": {k: dc[k] for k in ("optimizer", "adapter", "max_demos", "max_new_tokens")}}
 
 
 def save(path: Path, curve: dict) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import typing
@@ -48,9 +49,17 @@ def parse_config(config_cls, doc: str, argv=None):
             parser.add_argument(flag, type=_optional(kind) if f.default is None else kind,
                                 default=f.default,
                                 choices=f.metadata.get("choices"), help=help_ + default)
+    parser.add_argument("--print-settings", action="store_true",
+                        help="print every setting this command would run with, as JSON, and "
+                             "stop (data_needs.py reads a script's defaults this way)")
     if argv is None and in_notebook():
         argv = []
-    return config_cls(**vars(parser.parse_args(argv)))
+    args = vars(parser.parse_args(argv))
+    cfg = config_cls(**{k: v for k, v in args.items() if k != "print_settings"})
+    if args["print_settings"]:
+        print(json.dumps(dataclasses.asdict(cfg), ensure_ascii=False))
+        raise Stop(0)
+    return cfg
 
 
 def _base_type(hint):

@@ -82,3 +82,18 @@ def test_a_process_that_imported_ipykernel_is_not_a_notebook(monkeypatch):
     import edu_qa
     monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
     assert not edu_qa.in_notebook()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_print_settings_states_the_defaults_and_runs_nothing(script, capsys):
+    """A script's settings, read through its command line (data_needs.py does so): every
+    Config field with its default, then exit 0 before any step."""
+    import json
+
+    import edu_qa
+    module = importlib.import_module(script.removesuffix(".py"))
+    assert edu_qa.run_script(ROOT / script, ["--print-settings", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    settings = json.loads(out)
+    assert settings == dict(dataclasses.asdict(module.Config()), seed=3)
+    assert "Step 1" not in out
