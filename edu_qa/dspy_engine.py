@@ -455,7 +455,7 @@ def program_stages(program, optimized, examples, test, before, threads: int, con
             a == b for a, b in zip(st["answers"], before))
         console.print(f"test, {name:>17}: accuracy {st['score']['accuracy']:.2f} | F1 "
                       f"{st['score']['f1']:.2f} | parse failures {st['failures']}/{len(test)} | "
-                      f"answers the plain prompt's, word for word: "
+                      f"same answer as the plain prompt: "
                       f"{st['score']['answers_identical_to_baseline']}/{len(test)}")
     return stages
 
