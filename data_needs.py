@@ -21,11 +21,8 @@ results/data_needs.json, so a re-run only computes what is new.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -42,19 +39,12 @@ def run_point(script: str, n: int, seed: int, out: Path, results_dir: Path,
               *options: str) -> dict:
     """One point: the script itself, run as a student would (in this process), on the seeded
     sample of n training examples; its test scores read back from its results file."""
-    point_results = out / f"results-{Path(script).stem}-{n}-{seed}"
-    point_results.mkdir(parents=True, exist_ok=True)
-    baseline = results_dir / edu_qa.BASELINE_FILE
-    if baseline.exists():  # the shared baseline, not answered again for every point
-        shutil.copy(baseline, point_results / edu_qa.BASELINE_FILE)
-    argv = ["--train-size", str(n), "--seed", str(seed), "--results-dir", str(point_results),
+    argv = ["--train-size", str(n), "--seed", str(seed),
             "--output-dir", str(out / f"{Path(script).stem}-{n}-{seed}"), *options]
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = edu_qa.run_script(edu_qa.HERE / script, argv)
-    if code != 0:
-        raise edu_qa.UserError(f"{script} {' '.join(argv)} exited {code}")
-    method = Path(script).stem.replace("_example", "")
-    res = json.loads((point_results / f"{method}.json").read_text(encoding="utf-8"))
+    # the shared baseline is copied in: not answered again for every point
+    res = edu_qa.run_for_results(edu_qa.HERE / script, argv,
+                                 out / f"results-{Path(script).stem}-{n}-{seed}",
+                                 baseline=results_dir / edu_qa.BASELINE_FILE)
     return {"f1": res["after"]["f1"], "accuracy": res["after"]["accuracy"]}
 
 
@@ -193,12 +183,7 @@ def method_settings() -> dict:
     """The defaults each method's points are measured with (besides data and seed), as each
     script states them on its command line (--print-settings)."""
     def defaults(script: str) -> dict:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = edu_qa.run_script(edu_qa.HERE / script, ["--print-settings"])
-        if code != 0:
-            raise edu_qa.UserError(f"{script} --print-settings exited {code}")
-        return json.loads(out.getvalue())
+        return json.loads(edu_qa.run_quietly(edu_qa.HERE / script, ["--print-settings"]))
     lc, dc = defaults("huggingface_lora.py"), defaults("dspy_example.py")
     return {"huggingface_lora": {"steps": LORA_STEPS, **{k: lc[k] for k in (
                 "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "target_modules",

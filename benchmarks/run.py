@@ -22,8 +22,6 @@ The table is also written to results/benchmark.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import shutil
 import statistics
@@ -66,8 +64,6 @@ def training_throughput(steps: int, tmp: Path) -> dict:
     """tokens/s of the script's recipe (Trainer, dynamic padding; the script itself, run as a
     student would, its figure read from its results file) and of a plain fp32 loop (fixed
     padding to 96 tokens, batch 8), both LoRA r=16 all-linear on the embedded model."""
-    import json
-
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -75,21 +71,13 @@ def training_throughput(steps: int, tmp: Path) -> dict:
     from qlora import RECIPE  # huggingface_lora.py's LoRA defaults (a test keeps them equal)
 
     def script_run(name: str, *options: str) -> dict:
-        results = tmp / f"results-{name}"
-        results.mkdir(parents=True, exist_ok=True)
-        baseline = edu_qa.RESULTS_DIR / edu_qa.BASELINE_FILE
-        if baseline.exists():  # the shared baseline is not what this measures
-            shutil.copy(baseline, results / edu_qa.BASELINE_FILE)
         out = ROOT / "outputs" / name
         shutil.rmtree(out, ignore_errors=True)
         argv = ["--epochs", "1", "--train-size", str(steps * 8), "--no-judge-on-dev",
-                "--no-verify-reload", "--output-dir", str(out), "--results-dir", str(results),
-                *options]
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = edu_qa.run_script(ROOT / "huggingface_lora.py", argv)
-        if code != 0:
-            raise RuntimeError(f"huggingface_lora.py {' '.join(argv)} exited {code}")
-        res = json.loads((results / "huggingface_lora.json").read_text())
+                "--no-verify-reload", "--output-dir", str(out), *options]
+        # the shared baseline is copied in: it is not what this measures
+        res = edu_qa.run_for_results(ROOT / "huggingface_lora.py", argv, tmp / f"results-{name}",
+                                     baseline=edu_qa.RESULTS_DIR / edu_qa.BASELINE_FILE)
         return {"tps": res["tokens"]["training_per_s"], "adapter_dir": str(out / "adapter"),
                 "precision": res["extra"]["precision"], "device": res["extra"]["device"]}
 

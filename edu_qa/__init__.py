@@ -19,7 +19,8 @@ are imported inside the functions that need them.
 
 from . import scoring
 from .cli import (Stop, UserError, begin, console, in_notebook, notice, on_exit, on_interrupt,
-                  parse_config, plan_only, print_config, print_versions, redact, run, run_script, say,
+                  parse_config, plan_only, print_config, print_versions, redact, run, run_quietly,
+                  run_script, say,
                   step, stop, visible)
 from .data import (DATA_FILE, HERE, QA, SPLITS, SYSTEM_PROMPT, QADataset, by_subject,
                    chat_messages, load_qa, print_data_summary, subjects_take_turns,
@@ -34,14 +35,14 @@ from .results import (artifact, baseline_score, BASELINE_FILE, BASELINE_TITLE, M
                       fmt_seconds, load_all_results, method_vs_method, new_results,
                       one_question_rows, pick_question, plain_prompt_baseline,
                       prediction_rows, print_one_question, print_scoreboard, produced,
-                      read_baseline, report_test_answers, save_and_compare,
+                      read_baseline, report_test_answers, run_for_results, save_and_compare,
                       scoreboard_columns, show_changed_examples, summarize, write_json,
                       write_results)
 from .scoring import f1, is_correct, normalize, score
 from .settings import SharedConfig
 
 __all__ = [
-    "artifact", "baseline_score", "Stop", "begin", "plan_only", "notice", "on_exit", "on_interrupt", "run_script", "stop", "scoring", "UserError",
+    "artifact", "baseline_score", "run_quietly", "run_for_results", "Stop", "begin", "plan_only", "notice", "on_exit", "on_interrupt", "run_script", "stop", "scoring", "UserError",
     "console", "in_notebook", "parse_config", "print_config",
     "print_versions", "redact", "run", "say", "step", "visible", "DATA_FILE", "HERE", "QA",
     "SPLITS", "SYSTEM_PROMPT", "QADataset", "by_subject", "chat_messages", "load_qa",

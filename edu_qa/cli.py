@@ -195,6 +195,19 @@ def run_script(path, argv: list[str]) -> int:
     return 0
 
 
+def run_quietly(path, argv: list[str]) -> str:
+    """What a script prints, run in this process (run_script) with its output kept; a
+    non-zero exit status is a UserError naming the command."""
+    import contextlib
+    import io
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = run_script(path, argv)
+    if code != 0:
+        raise UserError(f"{path} {' '.join(argv)} exited {code}")
+    return out.getvalue()
+
+
 def run(main, argv=None) -> int:
     """Run a script's main() and return its exit status: a UserError prints its message and
     gives 2, with no traceback; a SystemExit (argparse, a script's own status) gives its code."""

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import scoring
-from .cli import UserError, notice, say, visible
+from .cli import UserError, notice, run_quietly, say, visible
 from .data import HERE, QA, SYSTEM_PROMPT, QADataset, by_subject, chat_messages
 from .local_model import EMBEDDED_DESCRIPTION, EMBEDDED_MODEL, disk_size, machine
 from .scoring import f1, is_correct, normalize, score
@@ -203,6 +203,21 @@ def read_baseline(path: Path) -> dict | None:
         else None
 
 
+def run_for_results(script, argv: list[str], results_dir, baseline=None) -> dict:
+    """A teaching script run as a student would (cli.run_quietly) with --results-dir
+    results_dir, and the results file it wrote. The shared baseline is copied in first, so
+    it is not answered again."""
+    import shutil
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if baseline is not None and Path(baseline).exists():
+        shutil.copy(baseline, results_dir / BASELINE_FILE)
+    run_quietly(script, [*argv, "--results-dir", str(results_dir)])
+    method = next(m for m, (_, command) in METHODS.items()
+                  if command.endswith(" " + Path(script).name))
+    return json.loads((results_dir / f"{method}.json").read_text(encoding="utf-8"))
+
+
 def write_json(path: Path, obj: dict) -> Path:
     """Written whole or not at all: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -326,7 +341,7 @@ def _source(path: Path, res: dict, this_run: str | None, short: bool = False) ->
     if res.get("method") == this_run:
         return "this run"
     when = str(res.get("created", ""))[:16].replace("T", " ")
-    return f"{path.name}, {when[5:]}" if short else f"{portable(path)}, {when}"
+    return when[5:] if short else f"{portable(path)}, {when}"
 
 
 def baseline_score(baseline: dict | None, dataset: QADataset) -> dict | None:
@@ -406,14 +421,12 @@ def _model_name(model: str) -> str:
 
 def _score_cells(sc: dict | None) -> dict:
     if not sc:
-        return {"accuracy": "–", "strict": "–", "f1": "–", "style": "–", "parse": "–",
-                "words": "–"}
+        return {"accuracy": "–", "strict": "–", "f1": "–", "style": "–", "parse": "–"}
     first = "–" if sc.get("answer_first") is None else f"{sc['answer_first']:.0%}"
     return {"accuracy": scoring.fmt_ci(sc["accuracy"], sc["accuracy_ci"]),
             "strict": scoring.fmt_ci(sc["strict_accuracy"], sc.get("strict_accuracy_ci")),
             "f1": scoring.fmt_ci(sc["f1"], sc["f1_ci"]),
             "style": f"{sc['words_per_answer']:.0f} words; key first in {first} of right answers",
-            "words": f"{sc['words_per_answer']:.0f}",
             "parse": "–" if sc.get("parse_failures") is None else
             f"{sc['parse_failures']}/{sc['n']}"}
 
@@ -478,7 +491,7 @@ def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESU
             table.add_row(name, *[visible(str(cells.get(field, "–")))
                                   for field, _ in TERMINAL_FIELDS])
         if c.get("short_source"):
-            sources.append(f"{name} {visible(c['short_source'].split(', ')[-1])}")
+            sources.append(f"{name} {visible(c['short_source'])}")
     console.print(table)
     say(console, "numbers from: ", ", ".join(sources) + " (results/*.json)")
     print_method_vs_method(console, dataset, results_dir)

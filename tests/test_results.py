@@ -3,6 +3,7 @@
 import io
 import json
 
+import pytest
 from rich.console import Console
 
 import edu_qa
@@ -143,3 +144,20 @@ def test_training_subset_is_stratified_seeded_and_nested():
     assert {r.question for r in five} <= {r.question for r in sixteen}  # a larger N adds
     assert [r.line for r in sixteen] == sorted(r.line for r in sixteen)  # file order
     assert edu_qa.training_subset(train, None) == train
+
+
+def test_run_for_results_runs_the_script_and_reads_back_its_file(tmp_path):
+    """What data_needs.py and the benchmark measure through: the script itself, quiet, its
+    results file read back, the shared baseline copied in; a failure names the command."""
+    baseline = tmp_path / "shared" / edu_qa.BASELINE_FILE
+    baseline.parent.mkdir()
+    baseline.write_text('{"not": "read by a dry run"}')
+    res = edu_qa.run_for_results(edu_qa.HERE / "openai_finetune.py",
+                                 ["--dry-run", "--output-dir", str(tmp_path / "out")],
+                                 tmp_path / "results", baseline=baseline)
+    assert res["method"] == "openai_finetune" and res["dry_run"] is True
+    assert (tmp_path / "results" / edu_qa.BASELINE_FILE).read_text() == baseline.read_text()
+    with pytest.raises(edu_qa.UserError, match="openai_finetune.py --data .* exited 2"):
+        edu_qa.run_for_results(edu_qa.HERE / "openai_finetune.py",
+                               ["--data", str(tmp_path / "missing.jsonl"), "--dry-run"],
+                               tmp_path / "results")
