@@ -282,8 +282,8 @@ if __name__ == "__main__":
     scores, rows, inference = infer(cfg, program, tuned["optimized_program"], tuned["kept"],
                                     data, test, lm, engine, console)
     # as a user would: program.json loaded into a fresh dspy.Predict answers alike
-    same = dspy_engine.reload_check(tuned["path"], signature, test[:3], rows, cfg.threads,
-                                    console)
+    reload = dspy_engine.reload_check(tuned["path"], signature, test[:3], rows, cfg.threads,
+                                      console)
 
 
 # %% Step 6. Comparison
@@ -296,5 +296,5 @@ def compare(cfg: Config, data, results: dict, console) -> None:
 if __name__ == "__main__":
     edu_qa.step(console, 6, "Comparison")
     results = dspy_engine.results(METHOD, cfg, data, train, env, lm, engine, adapter, signature,
-                                  kept, tuned, inference, scores, rows, same, prepared, start)
+                                  kept, tuned, inference, scores, rows, reload, prepared, start)
     compare(cfg, data, results, console)

@@ -114,10 +114,8 @@ def convert_format(cfg: Config, data, train, dev, console):
     """QA pairs -> chat-format JSONL, OpenAI's own format checks and token counts, all before
     a file is written; then the files exactly as they will be uploaded."""
     examples = [to_chat(ex) for ex in train]
-    errors, warnings = chat_format.check_format(examples)
-    console.print(f"format errors: {dict(errors) or 'none'} | warnings: "
-                  f"{dict(warnings) or 'none'}")
-    stats = openai_jobs.check_examples(examples, train, data.path, cfg.model, cfg.train_size)
+    stats = openai_jobs.check_examples(examples, train, data.path, cfg.model, cfg.train_size,
+                                       console)
     # The committed example file is only ever regenerated from the shipped dataset; anyone
     # else's data (or a subset) goes to the output folder.
     shipped = data.path.resolve() == edu_qa.DATA_FILE.resolve() and cfg.train_size is None

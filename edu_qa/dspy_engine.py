@@ -7,15 +7,20 @@ dspy_example.py holds the method (signature, adapter, optimizer, metric) and cal
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import time
 from pathlib import Path
 
 from . import scoring
 from .cli import UserError, notice, redact, say, visible
-from .data import by_subject
-from .local_model import BatchedGenerator, load_local_model, use_offline_tiktoken
-from .results import fmt_seconds, summarize, write_json
+from .data import by_subject, chat_messages
+from .local_model import (BatchedGenerator, describe_model, disk_size, load_local_model,
+                          use_offline_tiktoken)
+from .results import (artifact, fmt_seconds, new_results, plain_prompt_baseline, summarize,
+                      write_json)
 
 # USD per 1M tokens (input, output), from OpenAI's and Anthropic's published price pages as
 # last checked 2025-06; prices change: override with --price-in / --price-out.
@@ -378,8 +383,6 @@ class Watched:
     calls and its time."""
 
     def __init__(self, make_optimizer, engine=None):
-        import contextlib
-        import io
         with contextlib.redirect_stdout(io.StringIO()):  # its constructor announces its plan
             optimizer = make_optimizer()
         self.optimizer, self.engine, self.looked_at = optimizer, engine, []
@@ -393,16 +396,12 @@ class Watched:
             optimizer.metric = counting_metric
 
     def __enter__(self):
-        import contextlib
-        import io
-        import time
         self.redirect = contextlib.redirect_stdout(io.StringIO())
         self.redirect.__enter__()
         self.start, self.calls_before = time.perf_counter(), self.calls()
         return self
 
     def __exit__(self, *exc):
-        import time
         self.redirect.__exit__(*exc)
         self.seconds = time.perf_counter() - self.start
         self.lm_calls = self.calls() - self.calls_before
@@ -461,13 +460,9 @@ def program_stages(program, optimized, examples, test, before, threads: int, con
 
 
 def results(method: str, cfg, data, train, env: dict, lm, engine, adapter, signature, kept,
-            tuned: dict, inference: dict, scores, rows, reload_same: int, prepared: float,
+            tuned: dict, inference: dict, scores, rows, reload: dict, prepared: float,
             start: float) -> dict:
     """results/dspy.json: what step 6 compares, and what the run did."""
-    import time
-
-    from .local_model import describe_model
-    from .results import artifact, new_results
     used = usage(lm, engine)
     model = cfg.lm if env["hosted"] else describe_model(cfg.model)
     res = new_results(
@@ -487,7 +482,7 @@ def results(method: str, cfg, data, train, env: dict, lm, engine, adapter, signa
         extra={"lm_calls": used["calls"], "optimizer": cfg.optimizer, "adapter": cfg.adapter,
                "dev": tuned["dev"], "kept": tuned["kept"],
                "optimizer_report": tuned["report"], "stages": inference["stages"],
-               "reload_check": {"checked": 3, "identical": reload_same}})
+               "reload_check": reload})
     if env["hosted"]:
         res["cost_usd"] = {"amount": used["cost"], "kind": "actual"}
     return res
@@ -510,8 +505,6 @@ def plan_or_require_key(cfg, adapter, signature, train, n_dev: int, n_test: int,
 def plain_prompt_answers(lm, engine, cfg, data, console):
     """(answers, where they came from) of the plain chat prompt on the test questions: the
     shared baseline on the local model, the hosted LM's own answers otherwise."""
-    from .data import chat_messages
-    from .results import plain_prompt_baseline
 
     def plain(chats):
         return plain_answers(lm, engine, chats, cfg.max_new_tokens, cfg.threads)
@@ -522,21 +515,22 @@ def plain_prompt_answers(lm, engine, cfg, data, console):
         {"kind": "plain prompt on the hosted LM", "this_run": True}
 
 
-def reload_check(path, signature, examples, rows, threads: int, console) -> int:
-    """The saved program loaded into a fresh dspy.Predict: how many answers are the same."""
+def reload_check(path, signature, examples, rows, threads: int, console) -> dict:
+    """The saved program loaded into a fresh dspy.Predict answers again: {checked, identical},
+    the record training.reload_check keeps for an adapter."""
     import dspy
     fresh = dspy.Predict(signature)
     fresh.load(str(path))
     answers = answer_all(fresh, examples, threads)["answers"]
-    same = sum(a == r["after"] for a, r in zip(answers, rows))
-    console.print(f"reload check (program.json into a fresh dspy.Predict): {same}/"
-                  f"{len(examples)} answers identical")
-    return same
+    result = {"checked": len(examples),
+              "identical": sum(a == r["after"] for a, r in zip(answers, rows))}
+    console.print(f"reload check (program.json into a fresh dspy.Predict): "
+                  f"{result['identical']}/{result['checked']} answers identical")
+    return result
 
 
 def format_in_words(messages: list[dict], question: str) -> str:
     """Step 2's notice: are these messages the plain prompt, or DSPy's field markers?"""
-    from .data import chat_messages
     if messages == chat_messages(question):
         return ("these are the plain chat prompt, word for word: the zero-shot program IS the "
                 "baseline, so whatever changes comes from the demos and instructions the "
@@ -547,7 +541,6 @@ def format_in_words(messages: list[dict], question: str) -> str:
 
 def save_program(program, path: Path, console) -> Path:
     """The kept program as DSPy saves it: its signature, instructions and demos, in JSON."""
-    from .local_model import disk_size
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path))
     console.print(f"saved: {path} ({disk_size(path) / 1e3:.1f} kB)")

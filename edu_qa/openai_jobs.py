@@ -363,11 +363,15 @@ def where_it_runs(cfg, console) -> dict:
     return {"mode": mode, "base_url": base_url if mode == "openai" else mode}
 
 
-def check_examples(examples: list[dict], train, data_path, model: str, train_size) -> dict:
-    """OpenAI's own rules, before any file is written: the format, at least MIN_EXAMPLES, each
-    example within the model's training context. Returns the token statistics."""
+def check_examples(examples: list[dict], train, data_path, model: str, train_size,
+                   console) -> dict:
+    """OpenAI's own rules, before any file is written: the format (its errors and warnings
+    printed), at least MIN_EXAMPLES, each example within the model's training context.
+    Returns the token statistics."""
     from . import chat_format
-    errors, _ = chat_format.check_format(examples)
+    errors, warnings = chat_format.check_format(examples)
+    console.print(f"format errors: {dict(errors) or 'none'} | warnings: "
+                  f"{dict(warnings) or 'none'}")
     if errors:
         raise UserError(f"{data_path}: format errors {dict(errors)}; nothing written")
     if len(examples) < chat_format.MIN_EXAMPLES:

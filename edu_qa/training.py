@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from . import training_plan
-from .cli import UserError, notice
+from .cli import UserError, notice, say, visible
 from .data import chat_messages
 from .local_model import disk_size, generate, load_local_model, model_source
 from .scoring import score
@@ -343,7 +343,6 @@ def show_example(console, tok, train_ds, cut_lines: list[int], max_length: int,
                  data_path) -> None:
     """Step 2: one tokenized training example as the model sees it, the tokens that carry
     loss, and which examples --max-length cuts."""
-    from .cli import notice, say, visible
     first = train_ds[0]
     say(console, "One training example, exactly as the model sees it:")
     console.print(visible(tok.decode(first["input_ids"])), soft_wrap=True)
@@ -415,7 +414,6 @@ def results(method: str, cfg, data, train, env: dict, tok, scores, rows, inferen
             trained: dict, *, trainable: int, total: int, reload, merged, prepared: float,
             start: float) -> dict:
     """results/huggingface_lora.json: what step 6 compares, and what the run did."""
-    from .data import chat_messages as chat
     from .local_model import describe_model
     from .results import artifact, new_results
     name = describe_model(cfg.model)
@@ -426,7 +424,7 @@ def results(method: str, cfg, data, train, env: dict, tok, scores, rows, inferen
         tuned_model=f"{name} + LoRA r={cfg.lora_r}" if use_adapter
         else f"{name} (base kept: no epoch beat it on dev)",
         versions=env["versions"], artifact=artifact(trained["adapter_dir"]),
-        prompt_template=tok.apply_chat_template(chat("{question}"), tokenize=False,
+        prompt_template=tok.apply_chat_template(chat_messages("{question}"), tokenize=False,
                                                 add_generation_prompt=True),
         wall_time_s={"prepare": prepared, "tune": trained["seconds"],
                      "infer_per_question": inference["per_question"],
