@@ -22,7 +22,8 @@ onto it like this:
     n_epochs                 -> epochs; "auto": OpenAI's rule (chat_format.default_epochs)
     batch_size               -> batch_size; "auto": the recipe's default
     learning_rate_multiplier -> times the recipe's learning rate; "auto": 1
-    seed                     -> seed (data order, LoRA init, dropout)
+    seed                     -> seed (LoRA's initial weights, data order, dropout); a job
+                                without one gets one, reported on the job
 An event is written for every logged training loss and every validation loss, and a
 checkpoint (a LoRA adapter, callable as ft:...:ckpt-step-N) at the end of every epoch.
 Chat answers are greedy, whatever temperature is asked for: the lesson compares models, not
@@ -588,7 +589,13 @@ def create_app(data_dir: str | Path = DEFAULT_DATA_DIR, base_models: dict[str, s
                                    or ":" in suffix):
             raise APIError(400, "suffix must be a string of at most 64 characters, no ':'",
                            param="suffix")
-        seed = body.get("seed", 0)
+        # as OpenAI does: a job without a seed gets one, reported on the job, so that any
+        # job can be trained again to the same weights
+        seed = body.get("seed")
+        if seed is None:
+            seed = secrets.randbelow(2**31)
+        elif isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+            raise APIError(400, "seed must be an integer from 0 to 2147483647", param="seed")
         metadata = body.get("metadata")
         if metadata is not None and (not isinstance(metadata, dict) or len(metadata) > 16 or
                                      not all(isinstance(k, str) and isinstance(v, str)
@@ -600,7 +607,7 @@ def create_app(data_dir: str | Path = DEFAULT_DATA_DIR, base_models: dict[str, s
             organization_id=org_of(who)[0], result_files=[], status="validating_files",
             trained_tokens=None, training_file=files["training_file"],
             validation_file=files.get("validation_file"),
-            seed=seed if isinstance(seed, int) else 0, metadata=metadata,
+            seed=seed, metadata=metadata,
             method={"type": "supervised", "supervised": {"hyperparameters": hyper}},
         ).model_dump(mode="json", exclude_unset=True)  # what is given, nulls included
         return job

@@ -66,7 +66,8 @@ class Config(edu_qa.SharedConfig):  # data, model, seed, train size...: edu_qa/s
                 "a CPU (bitsandbytes), in less memory but slower"})
     resume: bool = field(default=False, metadata={"help": "go on from the last checkpoint"})
     merge: bool = field(default=False, metadata={"help": "also save the adapter merged in"})
-    eval_batch_size: int = field(default=24, metadata={"help": "questions answered at once"})
+    eval_batch_size: int = field(default=160, metadata={
+        "help": "questions answered at once: a whole split in one batch is fastest on a CPU"})
     verify_reload: bool = field(default=True, metadata={"help": "reload the adapter, compare"})
     judge_on_dev: bool = field(default=True, metadata={
         "help": "after every epoch (and before training) score the dev ANSWERS and keep the "
@@ -79,7 +80,8 @@ def prepare_data(cfg: Config, console):
     data = edu_qa.load_qa(cfg.data, seed=cfg.seed)  # first: a bad file stops before torch loads
     import torch
     env = training.choose_device(cfg.execute, cfg.precision, cfg.quantization)
-    console.print(f"device: {env['device']}{env['note']} | precision: {env['precision']} | "
+    console.print(f"device: {env['device']}{env['note']} | precision: {env['precision']}"
+                  f"{env['precision_why']} | "
                   f"quantization: {env['quantization']} | threads: {torch.get_num_threads()}")
     env["versions"] = edu_qa.library_versions("torch", "transformers", "peft", "accelerate",
                                               "datasets")
@@ -161,11 +163,15 @@ def load_model(cfg: Config, env: dict, lora_config, console):
     """The base model (4-bit with QLoRA) with LoRA adapters beside its frozen layers."""
     import torch
     from peft import get_peft_model
+    from transformers import set_seed
     attention = env.get("train", {}).get("attention")
     model, tok = edu_qa.load_local_model(cfg.model, dtype=torch.float32,
                                          **training.quantization(env),
                                          **({"attn_implementation": attention} if attention
                                             else {}))
+    # get_peft_model draws LoRA's A matrices at random (B starts at 0), before Trainer would
+    # seed anything: seed first, or two runs of the same command train different adapters
+    set_seed(cfg.seed)
     model = get_peft_model(training.place_for_training(model, env), lora_config)
     trainable, total = model.get_nb_trainable_parameters()
     console.print(f"trainable parameters: {trainable:,} of {total:,} ({trainable / total:.2%})"

@@ -5,6 +5,7 @@
     scoring.py       the metric (key found, strict, word-overlap F1), 95% intervals, paired tests
     local_model.py   the embedded model, loaded once, answering in batches
     results.py       results/*.json, the shared baseline, step 5's report, step 6's scoreboard
+    seeds.py         runs that differ only in --seed: where one run falls among them
     chat_format.py   OpenAI's fine-tuning file rules (the OpenAI script and the local service)
     training.py      the LoRA recipe's machinery: device, tokenized chats, estimates, the judge
     training_plan.py GPU settings chosen from free memory (the LoRA recipe on CUDA)
@@ -19,7 +20,7 @@ are imported inside the functions that need them.
 
 from . import scoring
 from .cli import (Stop, UserError, begin, console, in_notebook, notice, on_exit, on_interrupt,
-                  parse_config, plan_only, print_config, print_versions, redact, run, run_quietly,
+                  parse_config, plan_only, print_config, seed_everything, print_versions, redact, run, run_quietly,
                   run_script, say,
                   step, stop, visible)
 from .data import (DATA_FILE, HERE, QA, SPLITS, SYSTEM_PROMPT, QADataset, by_subject,
@@ -30,7 +31,7 @@ from .local_model import (EMBEDDED_CACHE, EMBEDDED_DESCRIPTION, EMBEDDED_GGUF, E
                           embedded_model_folder, generate, library_versions, load_local_model,
                           load_tokenizer, machine, model_is_local, describe_model, model_source, quiet_transformers,
                           shared_prefix, use_offline_tiktoken)
-from .results import (artifact, baseline_score, BASELINE_FILE, BASELINE_TITLE, METHODS, RESULTS_DIR, SCHEMA_VERSION,
+from .results import (artifact, baseline_score, BASELINE_FILE, EXERCISE_RESULTS, BASELINE_TITLE, METHODS, RESULTS_DIR, SCHEMA_VERSION,
                       SCOREBOARD_FIELDS, command_line, current_results, data_sent, fmt_bytes,
                       fmt_seconds, load_all_results, method_vs_method, new_results,
                       one_question_rows, pick_question, plain_prompt_baseline,
@@ -42,7 +43,7 @@ from .scoring import f1, is_correct, normalize, score
 from .settings import SharedConfig
 
 __all__ = [
-    "artifact", "baseline_score", "run_quietly", "run_for_results", "Stop", "begin", "plan_only", "notice", "on_exit", "on_interrupt", "run_script", "stop", "scoring", "UserError",
+    "artifact", "baseline_score", "seed_everything", "EXERCISE_RESULTS", "run_quietly", "run_for_results", "Stop", "begin", "plan_only", "notice", "on_exit", "on_interrupt", "run_script", "stop", "scoring", "UserError",
     "console", "in_notebook", "parse_config", "print_config",
     "print_versions", "redact", "run", "say", "step", "visible", "DATA_FILE", "HERE", "QA",
     "SPLITS", "SYSTEM_PROMPT", "QADataset", "by_subject", "chat_messages", "load_qa",

@@ -17,6 +17,7 @@ import os
 import sys
 import typing
 import unicodedata
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -56,6 +57,9 @@ def parse_config(config_cls, doc: str, argv=None):
         argv = []
     args = vars(parser.parse_args(argv))
     cfg = config_cls(**{k: v for k, v in args.items() if k != "print_settings"})
+    if hasattr(cfg, "results_dir"):
+        from .settings import with_results_dir
+        cfg = with_results_dir(cfg)
     if args["print_settings"]:
         print(json.dumps(dataclasses.asdict(cfg), ensure_ascii=False))
         raise Stop(0)
@@ -100,9 +104,26 @@ def begin(config_cls, doc: str, notebook_args=(), argv=None):
     messages_not_tracebacks()
     cfg = parse_config(config_cls, doc, list(notebook_args) if argv is None and in_notebook()
                        else argv)
+    seed_everything(cfg.seed)
     con = console()
     print_config(con, cfg)
     return cfg, con
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and torch's random generators from --seed, before anything random
+    happens: the same command gives the same numbers. torch is seeded here only if it is
+    already imported (importing it would slow --help and the dry runs); the LoRA recipe seeds
+    it again right before get_peft_model draws the adapter's initial weights."""
+    import random
+    random.seed(seed)
+    try:
+        import numpy
+        numpy.random.seed(seed)
+    except ImportError:  # numpy comes with torch; a dry run may have neither
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
 
 
 def plan_only(console, reasons: list[str], command: str) -> None:
@@ -223,12 +244,19 @@ def run(main, argv=None) -> int:
 
 def print_config(console, cfg) -> None:
     """The settings that differ from the defaults, as options (all of them go into results)."""
+    from .results import RESULTS_DIR, portable
+    from .settings import with_results_dir
+    chosen = with_results_dir(dataclasses.replace(cfg, results_dir=None)).results_dir
     changed = [f"--{f.name.replace('_', '-')} {getattr(cfg, f.name)}"
                if not isinstance(f.default, bool) else
                f"--{'' if getattr(cfg, f.name) else 'no-'}{f.name.replace('_', '-')}"
-               for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != f.default]
+               for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != f.default
+               and not (f.name == "results_dir" and getattr(cfg, f.name) == chosen)]
     say(console, "settings: ", " ".join(changed) if changed else
         "the defaults (--help lists them and why)")
+    if chosen != str(RESULTS_DIR) and cfg.results_dir == chosen:
+        say(console, "results: ", f"{portable(Path(chosen))}/ (not the README's results/: "
+            "these settings are not the defaults; --results-dir results to replace them)")
 
 
 def print_versions(console, versions: dict) -> None:

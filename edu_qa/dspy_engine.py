@@ -19,7 +19,8 @@ from .cli import UserError, notice, redact, say, visible
 from .data import by_subject, chat_messages
 from .local_model import (BatchedGenerator, describe_model, disk_size, load_local_model,
                           use_offline_tiktoken)
-from .results import (artifact, fmt_seconds, new_results, plain_prompt_baseline, summarize,
+from .results import (EXERCISE_RESULTS, RESULTS_DIR, artifact, fmt_seconds, new_results,
+                      plain_prompt_baseline, portable, results_file, summarize,
                       write_json)
 
 # USD per 1M tokens (input, output), from OpenAI's and Anthropic's published price pages as
@@ -237,6 +238,12 @@ def record_run(results_dir, data, results: dict) -> dict:
     key = " | ".join([extra["optimizer"], extra["adapter"], results["model"],
                       f"train {results['dataset']['train_used']}"])
     path = Path(results_dir) / OPTIMIZER_RUNS
+    if Path(results_dir).resolve().is_relative_to(EXERCISE_RESULTS.resolve()):
+        # an exercise (--optimizer labeled, ...): one table for all of them, outside results/,
+        # starting from the README's runs so that they stand beside the default
+        path = EXERCISE_RESULTS / OPTIMIZER_RUNS
+        if not path.exists():
+            path = results_file(results_dir, OPTIMIZER_RUNS)
     try:
         runs = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
@@ -253,7 +260,10 @@ def record_run(results_dir, data, results: dict) -> dict:
         "f1": after["f1"], "f1_ci": after["f1_ci"],
         "f1_vs_plain_prompt": scoring.short_change(summarize(results)["change"], "f1"),
         "created": results["created"], "command": results["command"]}
+    if path.parent == RESULTS_DIR and Path(results_dir).resolve() != RESULTS_DIR.resolve():
+        path = EXERCISE_RESULTS / OPTIMIZER_RUNS  # read from results/, never written there
     write_json(path, runs)
+    runs["file"] = portable(path)
     return runs
 
 
@@ -264,7 +274,7 @@ def print_runs(console, runs: dict) -> None:
     from rich import box
     from rich.table import Table
     table = Table(title=f"DSPy optimizers tried on this dataset, scored on the test questions "
-                        f"(results/{OPTIMIZER_RUNS})",
+                        f"({runs.get('file', OPTIMIZER_RUNS)})",
                   box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     keys = list(runs["runs"])
     same_rest = len({k.split(" | ", 2)[-1] for k in keys}) == 1

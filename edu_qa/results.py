@@ -20,7 +20,8 @@ from .data import HERE, QA, SYSTEM_PROMPT, QADataset, by_subject, chat_messages
 from .local_model import EMBEDDED_DESCRIPTION, EMBEDDED_MODEL, disk_size, machine
 from .scoring import f1, is_correct, normalize, score
 
-RESULTS_DIR = HERE / "results"
+RESULTS_DIR = HERE / "results"        # the README's measured runs (committed)
+EXERCISE_RESULTS = HERE / "outputs" / "results"  # runs with other settings (not committed)
 # Step 6 lists the methods in this order; a method without results shows how to produce them.
 METHODS = {
     "dspy": ("DSPy prompt optimization", "python dspy_example.py"),
@@ -43,10 +44,13 @@ SCHEMA_VERSION = 2
 
 def command_line(method: str, cfg) -> str:
     """The command that reproduces a run: the script plus every setting that is not default."""
+    from .settings import with_results_dir
     parts = [METHODS[method][1]]
+    chosen = with_results_dir(dataclasses.replace(cfg, results_dir=None)).results_dir \
+        if hasattr(cfg, "results_dir") else None
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if value == f.default:
+        if value == f.default or (f.name == "results_dir" and value == chosen):
             continue
         flag = "--" + f.name.replace("_", "-")
         if isinstance(value, bool):
@@ -142,10 +146,18 @@ def write_results(results: dict, results_dir: str | Path = RESULTS_DIR) -> Path:
     return write_json(Path(results_dir) / f"{results['method']}.json", results)
 
 
+def results_file(results_dir: str | Path, name: str) -> Path:
+    """results_dir/name; for an exercise's folder (outputs/results/...) without that file, the
+    README's results/name, so its scoreboard shows the measured rows beside the exercise."""
+    path = Path(results_dir) / name
+    exercise = Path(results_dir).resolve().is_relative_to(EXERCISE_RESULTS.resolve())
+    return RESULTS_DIR / name if exercise and not path.exists() else path
+
+
 def load_all_results(results_dir: str | Path = RESULTS_DIR) -> dict[str, dict]:
     found = {}
     for method in METHODS:
-        path = Path(results_dir) / f"{method}.json"
+        path = results_file(results_dir, f"{method}.json")
         if path.exists():
             try:
                 found[method] = json.loads(path.read_text(encoding="utf-8"))
@@ -169,7 +181,7 @@ def plain_prompt_baseline(model: str, data: QADataset, max_new_tokens: int, answ
     test = data.split("test")
     settings = {"model": model, "dataset_sha256": data.sha256, "system_prompt": SYSTEM_PROMPT,
                 "max_new_tokens": max_new_tokens, "decoding": "greedy"}
-    path = Path(results_dir) / BASELINE_FILE
+    path = results_file(results_dir, BASELINE_FILE)
     saved = read_baseline(path)
     if saved and saved.get("settings") == settings and \
             [p["question"] for p in saved["predictions"]] == [ex.question for ex in test]:
@@ -188,7 +200,7 @@ def plain_prompt_baseline(model: str, data: QADataset, max_new_tokens: int, answ
                 "predictions": [{"question": r["question"], "reference": r["reference"],
                                  "key": r["key"], "subject": r["subject"], "answer": r["before"],
                                  "correct": r["before_correct"]} for r in rows]}
-    write_json(path, baseline)
+    path = write_json(Path(results_dir) / BASELINE_FILE, baseline)
     console.print(f"before: the plain-prompt baseline of this model, answered now "
                   f"({seconds:.1f} s) and saved to {portable(path)} for the other methods")
     return answers, {"kind": "plain-prompt baseline", "file": portable(path), "this_run": True}
@@ -271,12 +283,18 @@ def style_or_facts(before: dict, after: dict, change: dict) -> str:
     return f"{words}: {verdict}."
 
 
+SHOWN = 4  # changed questions named in step 5; the results file lists them all
+
+
 def print_changed_questions(console, change: dict) -> None:
     """The questions the method fixed and broke; how many stay wrong (results/<method>.json
     and the README's results list them)."""
-    say(console, f"fixed ({len(change['fixed'])}): ", "; ".join(change["fixed"]) or "none")
-    say(console, f"broken ({len(change['broken'])}): ", ("; ".join(change["broken"]) or "none")
-        + f" | still wrong: {len(change['still_wrong'])}")
+    def first(questions: list[str]) -> str:
+        more = f"; ... {len(questions) - SHOWN} more" if len(questions) > SHOWN else ""
+        return "; ".join(questions[:SHOWN]) + more if questions else "none"
+    say(console, f"fixed ({len(change['fixed'])}): ", first(change["fixed"]))
+    say(console, f"broken ({len(change['broken'])}): ", first(change["broken"])
+        + f" | still wrong: {len(change['still_wrong'])} (all of them: the results file)")
 
 
 def mark(correct) -> str:
@@ -361,7 +379,8 @@ def scoreboard_columns(dataset: QADataset, results_dir: str | Path = RESULTS_DIR
     results_dir = Path(results_dir)
     n_test = len(dataset.split("test"))
     columns = []
-    baseline = read_baseline(results_dir / BASELINE_FILE)
+    baseline_path = results_file(results_dir, BASELINE_FILE)
+    baseline = read_baseline(baseline_path)
     found = load_all_results(results_dir)
     made_now = ((found.get(this_run) or {}).get("before_source") or {}).get("this_run")
     sc = baseline_score(baseline, dataset)
@@ -369,9 +388,9 @@ def scoreboard_columns(dataset: QADataset, results_dir: str | Path = RESULTS_DIR
         columns.append({
             "method": BASELINE_TITLE, "short": SHORT_NAMES["baseline"], "status": "ok",
             "source": "this run" if made_now
-            else _source(results_dir / BASELINE_FILE, baseline, None),
+            else _source(baseline_path, baseline, None),
             "short_source": "this run" if made_now
-            else _source(results_dir / BASELINE_FILE, baseline, None, short=True),
+            else _source(baseline_path, baseline, None, short=True),
             "model": _model_name(baseline["model"]), **_score_cells(sc),
             "vs_accuracy": "(the common before)", "vs_f1": "", "tune_time": "–",
             "short_vs_accuracy": "(the common before)", "short_vs_f1": "",
@@ -379,7 +398,7 @@ def scoreboard_columns(dataset: QADataset, results_dir: str | Path = RESULTS_DIR
             "data_sent": "no", "note": ""})
     for method, (title, command) in METHODS.items():
         res = found.get(method)
-        path = results_dir / f"{method}.json"
+        path = results_file(results_dir, f"{method}.json")
         col = {"method": title, "short": SHORT_NAMES[method], "status": "ok"}
         if res is None:
             col.update(status="missing", note=f"not run: {command}")
@@ -391,6 +410,7 @@ def scoreboard_columns(dataset: QADataset, results_dir: str | Path = RESULTS_DIR
                             f"re-run: {command}")
         else:
             summary = summarize(res)
+            col.update(scores=summary.get("after"), seed=(res.get("config") or {}).get("seed"))
             cost = res["cost_usd"]
             change = summary.get("change")
             col.update(
@@ -494,9 +514,23 @@ def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESU
             sources.append(f"{name} {visible(c['short_source'])}")
     console.print(table)
     say(console, "numbers from: ", ", ".join(sources) + " (results/*.json)")
+    print_seed_spread(console, dataset, columns, this_run)
     print_method_vs_method(console, dataset, results_dir)
     say(console, "Strict accuracy, parse failures, what each produced, what left this machine: ",
         "python report.py")
+
+
+def print_seed_spread(console, dataset: QADataset, columns: list[dict],
+                      this_run: str | None) -> None:
+    """One line per method with recorded seed runs: one run is one draw of the training
+    seed, and this says how far other draws landed."""
+    from .seeds import spread_in_words
+    for method in METHODS:
+        col = next((c for c in columns if c["method"] == METHODS[method][0]), None)
+        this = col.get("scores") if col and method == this_run else None
+        line = spread_in_words(dataset, method, this, col.get("seed") if col else None)
+        if line:
+            say(console, f"{SHORT_NAMES[method]} over seeds: ", line)
 
 
 def method_vs_method(dataset: QADataset, results_dir: str | Path = RESULTS_DIR) -> list[dict]:
@@ -542,7 +576,7 @@ def one_question_rows(dataset: QADataset, ex: QA, results_dir: str | Path = RESU
     """One test question through every method with results: who answered, what, its grade."""
     found = current_results(dataset, results_dir)
     rows = []
-    baseline = read_baseline(Path(results_dir) / BASELINE_FILE)
+    baseline = read_baseline(results_file(results_dir, BASELINE_FILE))
     if baseline and baseline.get("settings", {}).get("dataset_sha256") == dataset.sha256:
         pred = next((p for p in baseline["predictions"] if p["question"] == ex.question), None)
         if pred:

@@ -293,6 +293,16 @@ def compare(rows: list[dict], before: str = "before", after: str = "after") -> d
             "f1_beyond_noise": bool(f1_ci[0] > 0 or f1_ci[1] < 0)}
 
 
+def smallest_net_change(changed: int) -> int | None:
+    """With `changed` questions that changed (fixed + broken), the smallest fixed - broken
+    that the exact McNemar test calls more than noise (None: no split of so few is)."""
+    from scipy.stats import binomtest
+    for fixed in range(changed // 2, changed + 1):
+        if binomtest(fixed, changed).pvalue < 1 - CONFIDENCE:
+            return fixed - (changed - fixed)
+    return None
+
+
 # ----------------------------------------------------------------------------------------------
 # in words
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import training_plan
 from .cli import UserError, notice, say, visible
-from .data import chat_messages
+from .data import HERE, chat_messages
 from .local_model import disk_size, generate, load_local_model, model_source
 from .scoring import score
 
@@ -22,7 +22,7 @@ from .scoring import score
 def choose_device(execute: bool, precision: str, quantization: str) -> dict:
     """Device, precision and weight format, decided once: a GPU only with --execute."""
     import torch
-    device = "cpu"
+    device, why = "cpu", ""
     if execute and torch.cuda.is_available():
         device = "cuda"
     elif execute and torch.backends.mps.is_available():
@@ -32,9 +32,8 @@ def choose_device(execute: bool, precision: str, quantization: str) -> dict:
     elif device == "cuda":
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     elif device == "cpu":
-        # bf16 is only faster on CPUs with native bf16 instructions (AVX512-BF16 or AMX);
-        # elsewhere PyTorch emulates it, about 100x slower than fp32 (see the benchmark)
-        precision = "bf16" if cpu_has_native_bf16() else "fp32"
+        chosen = cpu_precision()
+        precision, why = chosen["precision"], f" ({chosen['why']})"
     else:
         precision = "fp32"
     if quantization == "auto":
@@ -42,7 +41,63 @@ def choose_device(execute: bool, precision: str, quantization: str) -> dict:
     note = " (a GPU is present: --execute uses it)" \
         if not execute and torch.cuda.is_available() else ""
     return {"device": device, "precision": precision, "quantization": quantization,
-            "note": note}
+            "note": note, "precision_why": why}
+
+
+BF16_MUST_WIN = 1.3  # bf16 changes the numerics: only worth it when clearly faster
+
+
+def cpu_precision() -> dict:
+    """{"precision", "why"} for training on this CPU, measured once per machine and torch.
+
+    bf16 halves the bytes moved, but whether it is faster depends on the chip: PyTorch
+    emulates it where the CPU has no bf16 instructions (~100x slower than fp32), and even with
+    AVX512-BF16 some chips multiply bf16 slower than fp32 (an Intel Xeon with AVX512-BF16 and
+    no AMX trained this recipe 0.7x as fast in bf16; the AMD EPYC the benchmark first ran on,
+    1.3x: benchmarks/README.md). So a short
+    matrix multiply in both decides, and the choice is kept in outputs/cpu_precision.json:
+    the same machine always trains the same way, so the same command gives the same numbers."""
+    import json
+    import platform
+
+    import torch
+    cache = HERE / "outputs" / "cpu_precision.json"
+    key = f"{_cpu_name()} | {platform.machine()} | torch {torch.__version__} | " \
+          f"{torch.get_num_threads()} threads"
+    try:
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved.get("key") == key:
+            return saved
+    except (OSError, ValueError):
+        pass
+    if not cpu_has_native_bf16():
+        choice = {"precision": "fp32", "why": "no bf16 instructions on this CPU"}
+    else:
+        fp32 = max(measure_matmul_flops("cpu", "fp32", 512) for _ in range(3))
+        bf16 = max(measure_matmul_flops("cpu", "bf16", 512) for _ in range(3))
+        choice = {"precision": "bf16" if bf16 >= BF16_MUST_WIN * fp32 else "fp32",
+                  "why": f"measured once on this CPU: bf16 {bf16 / 1e9:.0f}, fp32 "
+                         f"{fp32 / 1e9:.0f} GFLOP/s; bf16 only when {BF16_MUST_WIN}x faster"}
+    choice["key"] = key
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(choice) + "\n", encoding="utf-8")
+        tmp.replace(cache)
+    except OSError:
+        pass  # a read-only project: measured again next time
+    return choice
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or "unknown CPU"
 
 
 def cpu_has_native_bf16() -> bool:

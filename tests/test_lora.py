@@ -134,7 +134,7 @@ def test_embedded_model_short_training_and_answers(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp_path / "results" / "huggingface_lora.json").read_text())
     assert res["dry_run"] is False and res["dataset"]["train_used"] == 8
-    assert res["before"]["n"] == res["after"]["n"] == 24
+    assert res["before"]["n"] == res["after"]["n"] == 152
     assert all(p["before"] and p["after"] for p in res["predictions"])
     assert sum(res["dataset"]["train_by_subject"].values()) == 8  # one per subject
     assert len(res["dataset"]["train_by_subject"]) == 8

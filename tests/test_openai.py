@@ -165,7 +165,7 @@ def test_default_run_trains_on_the_local_service_and_measures_before_and_after(
     res = json.loads((tmp_path / "results" / "openai_finetune.json").read_text())
     assert res["dry_run"] is False and res["data_left_machine"] is False
     assert res["cost_usd"] == {"amount": 0.0, "kind": "local"}
-    assert res["before"]["n"] == res["after"]["n"] == 24
+    assert res["before"]["n"] == res["after"]["n"] == 152
     # the "before" is the plain-prompt baseline, saved for the other methods to share
     assert res["before_source"]["kind"] == "plain-prompt baseline"
     baseline = json.loads((tmp_path / "results" / "baseline.json").read_text())
@@ -314,9 +314,9 @@ def test_live_path_with_429_retry_and_resume_without_second_upload(tmp_path, key
     assert res["dry_run"] is False and res["data_left_machine"] is True
     assert res["tuned_model"].startswith("ft:")
     assert res["before"]["accuracy"] < res["after"]["accuracy"]
-    # training, plus step 5: 24 dev questions to the base and to the checkpoint, then 24 test
+    # training, plus step 5: 48 dev questions to the base and to the checkpoint, then 152 test
     # questions to the base and to the kept model (each reply: 40 prompt, 5 completion tokens)
-    inference = 2 * 24 * (40 * 0.15 + 5 * 0.60 + 40 * 0.30 + 5 * 1.20) / 1e6
+    inference = (48 + 152) * (40 * 0.15 + 5 * 0.60 + 40 * 0.30 + 5 * 1.20) / 1e6
     assert res["cost_usd"] == {"amount": round(15390 * 3.00 / 1e6 + inference, 4),
                                "kind": "actual"}
 
@@ -336,7 +336,7 @@ def test_a_fine_tuned_model_no_better_on_dev_is_not_used(tmp_path, key, monkeypa
     assert res["extra"]["kept"] == "base" and res["after"] == res["before"]
     assert res["tuned_model"] == "gpt-4o-mini-2024-07-18"
     # dev: base + the checkpoint; test: the base only (the kept model IS the base)
-    assert api.calls.count("POST /chat/completions") == 24 + 24 + 24
+    assert api.calls.count("POST /chat/completions") == 48 + 48 + 152
 
 
 def test_a_service_without_checkpoints_judges_the_final_model(tmp_path, key, monkeypatch,
@@ -512,7 +512,7 @@ def test_contract_live_path_against_openai_spec(tmp_path, mock_server, monkeypat
     assert uploads == ["fine-tune", "fine-tune"]
     assert "created job" in out and "succeeded" in out
     res = json.loads((tmp_path / "results" / "openai_finetune.json").read_text())
-    assert res["dry_run"] is False and res["before"]["n"] == res["after"]["n"] == 24
+    assert res["dry_run"] is False and res["before"]["n"] == res["after"]["n"] == 152
     assert res["extra"]["status"] == "succeeded"
     state = json.loads((tmp_path / "out" / "state.json").read_text())
     assert len(state["services"][mock_server]) == 1  # one job, for one training file

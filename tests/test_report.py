@@ -62,10 +62,10 @@ def test_report_is_deterministic_and_leaves_other_datasets_out(results_dir, tmp_
     first = readme.read_text()
     assert edu_qa.run(report.main, argv) == 0
     assert readme.read_text() == first  # same files, same text
-    assert "1.00 (0.86–1.00)" in first and "`python huggingface_lora.py`" in first
+    assert "1.00 (0.98–1.00)" in first and "`python huggingface_lora.py`" in first
     assert "results are for another dataset" in first  # shown as such, not mixed in
-    assert "+1.00 (24 fixed, 0 broken; exact McNemar p = 0.00): more than noise" in first
-    assert "fixed (24): " + nth_test_question(0) in first
+    assert "+1.00 (152 fixed, 0 broken; exact McNemar p = 0.00): more than noise" in first
+    assert "fixed (152): " + nth_test_question(0) in first
     assert first.endswith("\n\ntail\n") and "old" not in first
     assert edu_qa.run(report.main, argv + ["--check"]) == 0
     for name in ("scores.png", "cost_time.png"):

@@ -21,10 +21,10 @@ def test_scoreboard_mixes_only_the_same_dataset(tmp_path):
     edu_qa.write_results(make_results(data, "dspy", sha="0" * 64), tmp_path)
     cols = columns(data, tmp_path)
     lora = cols["LoRA (transformers + peft)"]
-    # 12/24 right after: Wilson 95% interval 0.31 to 0.69; 6 fixed, none broken: exact
+    # 12/152 right after: Wilson 95% interval 0.05 to 0.13; 6 fixed, none broken: exact
     # McNemar p = 2 / 2**6 = 0.03
-    assert lora["status"] == "ok" and lora["accuracy"] == "0.50 (0.31–0.69)"
-    assert lora["vs_accuracy"] == ("+0.25 (6 fixed, 0 broken; exact McNemar p = 0.03): "
+    assert lora["status"] == "ok" and lora["accuracy"] == "0.08 (0.05–0.13)"
+    assert lora["vs_accuracy"] == ("+0.04 (6 fixed, 0 broken; exact McNemar p = 0.03): "
                                    "more than noise")
     assert lora["tune_time"] == "95 s"
     dry = cols["OpenAI fine-tuning"]
@@ -58,10 +58,10 @@ def test_the_shared_baseline_is_the_first_column_and_is_computed_once(tmp_path):
                                                  tmp_path)
     again, source_again = edu_qa.plain_prompt_baseline("embedded", data, 48, answer, console,
                                                        tmp_path)
-    assert calls == [24] and first == again  # the second method reads the first one's
+    assert calls == [152] and first == again  # the second method reads the first one's
     assert source["this_run"] and not source_again["this_run"]
     _, other = edu_qa.plain_prompt_baseline("embedded", data, 64, answer, console, tmp_path)
-    assert calls == [24, 24] and other["this_run"]  # other settings: answered again
+    assert calls == [152, 152] and other["this_run"]  # other settings: answered again
     col = edu_qa.scoreboard_columns(data, tmp_path)[0]
     assert col["method"] == edu_qa.BASELINE_TITLE and col["accuracy"].startswith("1.00 (")
 
@@ -119,7 +119,7 @@ def test_results_file_has_the_documented_schema(tmp_path):
                   "after", "predictions", "wall_time_s", "tokens", "cost_usd",
                   "trainable_params", "artifact", "data_left_machine", "versions", "dry_run"):
         assert field in res
-    assert res["dataset"]["split_sizes"] == {"train": 72, "dev": 24, "test": 24}
+    assert res["dataset"]["split_sizes"] == {"train": 72, "dev": 48, "test": 152}
     for field in ("accuracy_ci", "strict_accuracy", "f1_ci", "words_per_answer"):
         assert field in res["after"]
     assert {"before_correct", "after_correct"} <= set(res["predictions"][0])

@@ -95,5 +95,7 @@ def test_print_settings_states_the_defaults_and_runs_nothing(script, capsys):
     assert edu_qa.run_script(ROOT / script, ["--print-settings", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     settings = json.loads(out)
-    assert settings == dict(dataclasses.asdict(module.Config()), seed=3)
+    # a seed other than the default's writes beside the measured results, not over them
+    assert settings == dict(dataclasses.asdict(module.Config()), seed=3,
+                            results_dir=str(edu_qa.EXERCISE_RESULTS / "seed-3"))
     assert "Step 1" not in out
