@@ -239,12 +239,21 @@ SHOWN = 6  # questions listed per kind of change; the results files have them al
 def seed_lines(dataset, results: dict[str, dict]) -> list[str]:
     """Each method over its recorded seeds (python seeds.py): the run above is seed 0, one draw;
     the spread says what another draw gives, and how often each gain passed its test."""
-    rows = []
+    rows, holds, varies = [], [], []
     for method, res in results.items():
         runs = seed_runs(dataset, method)
         acc, f1 = spread(runs), spread(runs, "f1")
         if not acc:
             continue
+        for measure in ("accuracy", "f1"):
+            passed = sum(bool(r[f"{measure}_beyond_noise"]) for r in runs)
+            what = f"{edu_qa.METHODS[method][0]}'s {'F1' if measure == 'f1' else measure} gain"
+            if passed == len(runs):
+                holds.append(f"{what}: more than noise in every seed")
+            elif passed == 0:
+                holds.append(f"{what}: within noise in every seed")
+            else:
+                varies.append(f"{what}: more than noise in {passed} of {len(runs)} seeds")
         this = next(r for r in runs if r["seed"] == res["config"]["seed"])
         rows.append(f"| {md(edu_qa.METHODS[method][0])} | {seeds_label(acc['seeds'])} | "
                     f"{this['accuracy']:.2f} | {acc['mean']:.2f} | {acc['low']:.2f}–"
@@ -264,7 +273,10 @@ def seed_lines(dataset, results: dict[str, dict]) -> list[str]:
                   "tested on its own:", "",
                   "| method | seeds | accuracy, seed 0 | mean | range | accuracy gain | "
                   "F1, seed 0 | mean | range | F1 gain |", "|---|---|---|---|---|---|---|---|"
-                  "---|---|", *rows]
+                  "---|---|", *rows, "",
+                  "What holds across seeds: " + ("; ".join(md(h) for h in holds) or "nothing")
+                  + ". What depends on the seed: " + ("; ".join(md(v) for v in varies)
+                                                      or "nothing") + "."]
     return lines
 
 

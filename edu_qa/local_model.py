@@ -185,6 +185,11 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
         ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts[i:i + batch_size]]
         cache, inputs = shared_prefix(model, ids, tok.pad_token_id,
                                        MIN_SHARED_PREFIX if share_prefix else math.inf)
+        if not stop_strings:  # the common case: rows leave the batch as they finish
+            texts, tokens = greedy(model, tok, inputs, cache, max_new_tokens)
+            answers += texts
+            n_tokens += tokens
+            continue
         with torch.inference_mode():
             out = model.generate(**inputs, past_key_values=cache, max_new_tokens=max_new_tokens,
                                  do_sample=False, pad_token_id=tok.pad_token_id,
@@ -197,6 +202,48 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
             texts = [min((t.split(s)[0] for s in stop_strings), key=len) for t in texts]
         answers += [t.strip() for t in texts]
     return answers, n_tokens
+
+
+def greedy(model, tok, inputs: dict, cache, max_new_tokens: int) -> tuple[list[str], int]:
+    """Greedy decoding of a left-padded batch in which each row LEAVES the batch when it ends.
+
+    model.generate() keeps every row until the longest answer ends, so a batch of 152 short
+    and long answers spends ~40% of its decoding steps on rows that are done. Here a finished
+    row's key/value cache is dropped (Cache.batch_select_indices), and each step computes only
+    the rows still writing. The arithmetic of a row does not depend on which rows share its
+    batch (tested: the same answers as model.generate(), token for token), so the answers are
+    those of generate(), sooner. Returns (answers, tokens generated, end-of-turn excluded)."""
+    import torch
+    eos = model.generation_config.eos_token_id
+    eos = torch.tensor(eos if isinstance(eos, list) else [eos], device=model.device)
+    mask = inputs["attention_mask"]
+    position = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    done_before = cache.get_seq_length() if cache is not None else 0
+    rows = torch.arange(mask.shape[0], device=model.device)  # which original row each is
+    out = [[] for _ in range(mask.shape[0])]
+    step_ids, step_pos = inputs["input_ids"][:, done_before:], position[:, done_before:]
+    with torch.inference_mode():
+        for step in range(max_new_tokens):
+            result = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                           past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache = result.past_key_values
+            token = result.logits[:, -1].argmax(-1)
+            finished = torch.isin(token, eos)
+            for row, t, end in zip(rows.tolist(), token.tolist(), finished.tolist()):
+                if not end:
+                    out[row].append(t)
+            keep = (~finished).nonzero().squeeze(1)
+            if len(keep) == 0 or step == max_new_tokens - 1:
+                break
+            if len(keep) < len(rows):  # the finished rows leave: their cache with them
+                cache.batch_select_indices(keep)
+                rows, token, mask, position = rows[keep], token[keep], mask[keep], \
+                    position[keep]
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+            position = torch.cat([position, position[:, -1:] + 1], dim=1)
+            step_ids, step_pos = token[:, None], position[:, -1:]
+    texts = tok.batch_decode(out, skip_special_tokens=True)
+    return [t.strip() for t in texts], sum(len(o) for o in out)
 
 
 class BatchedGenerator:

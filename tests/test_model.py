@@ -81,3 +81,17 @@ def test_a_shared_prompt_prefix_is_computed_once_and_changes_no_answer(embedded)
     alone = [edu_qa.generate(model, tok, [c], max_new_tokens=20, batch_size=1)[0][0]
              for c in conversations]
     assert together == alone
+
+
+def test_rows_that_leave_the_batch_early_change_no_answer(embedded):
+    """generate() drops each row from the batch when its answer ends (edu_qa.local_model.greedy);
+    the answers and token counts must be model.generate()'s, which keeps every row to the end
+    (a stop string sends generate() down that path)."""
+    model, tok = embedded
+    questions = [ex.question for ex in edu_qa.load_qa().split("test")[:16]]
+    conversations = [edu_qa.chat_messages(q) for q in questions]
+    dropped, n_dropped = edu_qa.generate(model, tok, conversations, 32, batch_size=16)
+    kept, n_kept = edu_qa.generate(model, tok, conversations, 32, batch_size=16,
+                                   stop_strings=["\x00 never in an answer"])
+    assert dropped == kept and n_dropped == n_kept
+    assert len({len(tok(a)["input_ids"]) for a in dropped}) > 1  # answers of several lengths
