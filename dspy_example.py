@@ -17,6 +17,11 @@ zero-shot program sends exactly that prompt, so the gain is the demos' alone.
 
 As a notebook (jupytext --to notebook dspy_example.py): a cell per step; NOTEBOOK_ARGS: settings.
 
+Hosted models retire: openai/gpt-4o-mini, gpt-4.1 and gpt-4.1-mini shut down on 2027-01-14 and
+gpt-4.1-nano did on 2026-10-23 (OpenAI's API deprecations page); step 3 prints the --lm's date,
+and --execute refuses a model past it. After 2027-01-14 none of the OpenAI examples above still
+serves: name a current model (any LiteLLM id) with --price-in/--price-out.
+
 The one rule: nothing costs money until you add --execute. The embedded local model is free, so
 its optimization runs for real; a hosted --lm without --execute prints the plan (LM calls, tokens,
 cost from a dated price table) and opens no connection.

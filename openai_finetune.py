@@ -14,7 +14,10 @@ a job trains a private copy of the base model, and you get back a model id (ft:.
 Where it runs. OpenAI is closing self-serve fine-tuning (its API deprecations page, notice of
 2026-05-07): no new jobs for organizations that never fine-tuned (since 2026-05-07) or had no
 fine-tuned inference in 60 days (since 2026-07-02), and for nobody from 2027-01-06; fine-tuned
-models serve until their base model is shut down. So by default this script starts a local
+models serve until their base model is shut down (gpt-4o-mini-2024-07-18, gpt-4o-2024-08-06,
+gpt-4.1 and gpt-4.1-mini on 2027-01-14; gpt-4.1-nano shut down on 2026-10-23). So no OpenAI
+model can be fine-tuned after 2027-01-06: from that day --execute against OpenAI refuses, and
+step 1 prints the base model's date before then. So by default this script starts a local
 OpenAI-compatible fine-tuning service (finetune_service.py) on 127.0.0.1 and runs the same SDK
 calls against it: it trains SmolLM2-135M-Instruct with LoRA on this CPU, for real, for free,
 and prints beside it what OpenAI would be sent and would charge.

@@ -299,18 +299,24 @@ def data_needs_lines(dataset, results_dir) -> list[str]:
     if points.get("sha256") != dataset.sha256 or "points" not in points:
         return []
     methods = ("dspy", "huggingface_lora")
-    lines = ["", "How much data each method needs (`python data_needs.py`): test F1, mean over "
-             f"seeds {', '.join(map(str, points['seeds']))} (lowest to highest); plain prompt "
-             f"{points['base']['f1']:.2f}:", "",
-             "| training examples | " + " | ".join(edu_qa.METHODS[m][0] for m in methods) + " |",
-             "|---|---|---|"]
+    base = points["base"]
+    lines = ["", "How much data each method needs (`python data_needs.py`): test accuracy and "
+             f"F1, mean over seeds {', '.join(map(str, points['seeds']))} (lowest to "
+             f"highest); plain prompt: accuracy {base.get('accuracy', float('nan')):.2f}, F1 "
+             f"{base['f1']:.2f}:", "",
+             "| training examples | " + " | ".join(f"{edu_qa.METHODS[m][0]}: {measure}"
+                                                   for m in methods
+                                                   for measure in ("accuracy", "F1")) + " |",
+             "|---|" + "---|" * 2 * len(methods)]
     sizes = sorted({int(n) for m in methods for n in points["points"][m]})
     for n in sizes:
         cells = []
         for m in methods:
-            f1s = [p["f1"] for p in points["points"][m].get(str(n), {}).values()]
-            cells.append(f"{sum(f1s) / len(f1s):.2f} ({min(f1s):.2f}–{max(f1s):.2f})"
-                         if f1s else "–")
+            for measure in ("accuracy", "f1"):
+                values = [p[measure] for p in points["points"][m].get(str(n), {}).values()
+                          if measure in p]
+                cells.append(f"{sum(values) / len(values):.2f} ({min(values):.2f}–"
+                             f"{max(values):.2f})" if values else "–")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return lines + ["", "![data_needs](results/data_needs.png)"]
 

@@ -11,6 +11,7 @@
     training_plan.py GPU settings chosen from free memory (the LoRA recipe on CUDA)
     dspy_engine.py   DSPy's engine on the local model, costs, the optimizer's report and table
     openai_jobs.py   the bookkeeping of a fine-tuning job: state file, refusals, costs
+    model_dates.py   hosted models' shutdown dates: the plan warns, --execute refuses after
     settings.py      the settings all three scripts share (SharedConfig)
 
 The scripts use the names below as edu_qa.<name>. Only the standard library is imported at

@@ -503,12 +503,15 @@ def plan_or_require_key(cfg, adapter, signature, train, n_dev: int, n_test: int,
     """A hosted LM: without --execute, the plan (LM calls, tokens, cost) and stop; with it,
     its API key must be set."""
     from .cli import plan_only
+    from .model_dates import check_model
+    dated = check_model(cfg.lm, cfg.execute, "--lm")  # after its shutdown: --execute refuses
     if not cfg.execute:
         calls = plan_calls(cfg.optimizer, cfg.candidates, len(train), n_dev, n_test)
         cost = estimate_cost(cfg.lm, adapter, signature, train,
                              0 if cfg.optimizer == "none" else cfg.max_demos, calls["total"],
                              cfg.price_in, cfg.price_out)
-        plan_only(console, plan_lines(cfg.lm, cfg.optimizer, calls, cost), command)
+        plan_only(console, [dated] + plan_lines(cfg.lm, cfg.optimizer, calls, cost), command)
+    console.print(dated)
     require_key(cfg.lm, console)
 
 

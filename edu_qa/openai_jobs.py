@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+from . import model_dates
 from .cli import UserError
 from .local_model import use_offline_tiktoken
 from .results import write_json
@@ -352,8 +353,15 @@ def where_it_runs(cfg, console) -> dict:
              "local": f"local fine-tuning service on 127.0.0.1, base model {cfg.local_model} "
                       "(free; add --execute for OpenAI)"}[mode]
     console.print(f"service: {where}")
-    console.print(f"OpenAI plan: {cfg.model}; self-serve fine-tuning closes to new jobs on "
-                  "2027-01-06 (API deprecations page)")
+    at_openai = mode == "openai" and base_url.rstrip("/") == OPENAI_URL
+    closes, closed = model_dates.fine_tuning_closed()
+    if at_openai and closed:
+        raise UserError(f"OpenAI takes no new fine-tuning jobs since {closes} "
+                        f"({model_dates.SOURCE}): run without --execute to use the local "
+                        "service, or give --base-url of another service (nothing was sent)")
+    console.print(f"OpenAI plan: {model_dates.check_model(cfg.model, at_openai, 'base model')}"
+                  f"; self-serve fine-tuning {'closed' if closed else 'closes'} to new jobs "
+                  f"on {closes}")
     if mode == "openai":
         key = os.environ.get("OPENAI_API_KEY")
         if not key:

@@ -105,7 +105,9 @@ def test_data_needs_plot_and_table_from_hand_made_points(results_dir, tmp_path):
     readme.write_text(f"{report.START}\n{report.END}\n")
     assert edu_qa.run(report.main, ["--results-dir", str(results_dir),
                                     "--readme", str(readme)]) == 0
-    assert "| 20 | 0.18 (0.16–0.20) | 0.24 (0.22–0.26) |" in readme.read_text()
+    # accuracy beside F1: at 5 examples accuracy can fall while F1 barely moves
+    assert "| 20 | 0.50 (0.50–0.50) | 0.18 (0.16–0.20) | 0.50 (0.50–0.50) | 0.24 (0.22–0.26) |" \
+        in readme.read_text()
 
 
 def test_data_needs_rejects_sizes_outside_the_training_split(capsys):

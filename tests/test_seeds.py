@@ -164,3 +164,26 @@ def test_the_same_command_twice_gives_the_same_results_file(tmp_path, tiny_model
     one["command"] = two["command"] = None
     one["artifact"].pop("path"), two["artifact"].pop("path")
     assert one == two
+
+
+def test_a_run_says_where_it_falls_among_the_recorded_seeds(tmp_path, monkeypatch):
+    """seed_runs keeps runs whose settings are the default run's apart from the seed; the
+    scoreboard line and the README's table are built from them."""
+    from edu_qa import seeds
+    from helpers import make_results
+    monkeypatch.setattr(seeds, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(seeds, "SEEDS_DIR", tmp_path / "seeds")
+    data = edu_qa.load_qa()
+    for seed, right in ((0, 53), (1, 80), (2, 70)):  # seed 0: 3 fixed, within noise
+        res = make_results(data, "huggingface_lora", before_right=50, after_right=right)
+        res["config"] = {"seed": seed, "epochs": 2, "results_dir": "x", "output_dir": "y"}
+        edu_qa.write_results(res, seeds.seed_folder(seed) if seed else tmp_path)
+    other = make_results(data, "huggingface_lora", after_right=150)  # other settings: left out
+    other["config"] = {"seed": 3, "epochs": 4}
+    edu_qa.write_results(other, tmp_path / "seeds" / "seed-3")
+    runs = seeds.seed_runs(data, "huggingface_lora")
+    assert [r["seed"] for r in runs] == [0, 1, 2]
+    line = seeds.spread_in_words(data, "huggingface_lora", runs[0], 0)
+    assert line.startswith("this run (seed 0): accuracy 0.35, F1 ")
+    assert "seeds 0-2 (python seeds.py): accuracy 0.35-0.53 (mean 0.45)" in line
+    assert seeds.holds_in_words(runs) == "more than noise in 2 of 3 seeds"
