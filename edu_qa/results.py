@@ -410,7 +410,10 @@ def scoreboard_columns(dataset: QADataset, results_dir: str | Path = RESULTS_DIR
                             f"re-run: {command}")
         else:
             summary = summarize(res)
-            col.update(scores=summary.get("after"), seed=(res.get("config") or {}).get("seed"))
+            col.update(scores=summary.get("after"), seed=(res.get("config") or {}).get("seed"),
+                       change=summary.get("change"), tune_s=res["wall_time_s"].get("tune"),
+                       left_machine=bool(res.get("data_left_machine")),
+                       dry_run=bool(res.get("dry_run")))
             cost = res["cost_usd"]
             change = summary.get("change")
             col.update(
@@ -515,9 +518,36 @@ def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESU
     console.print(table)
     say(console, "numbers from: ", ", ".join(sources) + " (results/*.json)")
     print_seed_spread(console, dataset, columns, this_run)
+    notice(console, which_method(columns))
     print_method_vs_method(console, dataset, results_dir)
     say(console, "Strict accuracy, parse failures, what each produced, what left this machine: ",
         "python report.py")
+
+
+def which_method(columns: list[dict]) -> str:
+    """Step 6's notice: which method these numbers support, and what else decides."""
+    done = [c for c in columns if c.get("scores") and c.get("change") and not c["dry_run"]]
+    if not done:
+        return ""
+    by_accuracy = sorted(done, key=lambda c: -c["scores"]["accuracy"])
+    text = "highest accuracy: " + ", ".join(f"{c['short']} {c['scores']['accuracy']:.2f}"
+                                            for c in by_accuracy)
+    passed = [c["short"] for c in done if c["change"]["accuracy_beyond_noise"]]
+    passed_f1 = [c["short"] for c in done if c["change"]["f1_beyond_noise"]]
+    text += (f"; accuracy gain over the plain prompt more than noise: "
+             f"{', '.join(passed) or 'none'} (F1: {', '.join(passed_f1) or 'none'})")
+    timed = [c for c in done if c.get("tune_s") is not None]
+    if timed:
+        fastest = min(timed, key=lambda c: c["tune_s"])
+        text += f"; fastest to adapt: {fastest['short']} ({fmt_seconds(fastest['tune_s'])})"
+    sent = [c["short"] for c in done if c["left_machine"]]
+    text += f"; data sent off this machine: {', '.join(sent) or 'none'}. "
+    if passed:
+        return text + (f"The data supports {' and '.join(passed)} on accuracy: weigh it "
+                       "against time, cost and where the data goes")
+    return text + ("No method's accuracy gain is more than noise here, so choose by what each "
+                   "needs: DSPy no training and the same weights, LoRA your own hardware with "
+                   "data that stays, a service your data uploaded")
 
 
 def print_seed_spread(console, dataset: QADataset, columns: list[dict],
