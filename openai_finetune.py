@@ -88,8 +88,10 @@ class Config(edu_qa.SharedConfig):  # data, seed, train size, results...: edu_qa
                 "10 growing 1.5x up to 60"})
     cancel: bool = field(default=False, metadata={
         "help": "cancel the job recorded for this training file on this service"})
-    concurrency: int = field(default=24, metadata={
-        "help": "test questions asked at once in step 5 (the local service batches them)"})
+    concurrency: int = field(default=160, metadata={
+        "help": "questions asked at once in step 5 (the local service answers them as one "
+                "batch: a whole split at once is fastest on a CPU; OpenAI may rate-limit "
+                "as many, and the SDK then retries)"})
 
 
 # %% Step 1. Environment & data preparation
