@@ -21,6 +21,7 @@ as a student would type it. A seed whose results file exists for this dataset is
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -58,6 +59,10 @@ def main(argv=None) -> int:
             if any(r["seed"] == seed for r in seed_runs(data, method)):
                 continue
             cmd = command(method, seed)
+            if seed and (edu_qa.RESULTS_DIR / edu_qa.BASELINE_FILE).exists():
+                # the plain prompt's answers do not depend on the seed: shared, not re-answered
+                seed_folder(seed).mkdir(parents=True, exist_ok=True)
+                shutil.copy(edu_qa.RESULTS_DIR / edu_qa.BASELINE_FILE, seed_folder(seed))
             log = logs / f"{method}-seed-{seed}.log"
             console.print(f"python {' '.join(cmd)}  (output: {log})")
             start = time.perf_counter()

@@ -36,7 +36,7 @@ def test_lora_runs_as_a_notebook(tmp_path, tiny_model):
         "--results-dir", str(tmp_path / "results")],
         '{"train": len(train_ds), "kept": trained["kept"], "n": scores["after"]["n"], '
         '"results": results["method"]}')
-    assert seen == {"train": 8, "kept": seen["kept"], "n": 24, "results": "huggingface_lora"}
+    assert seen == {"train": 8, "kept": seen["kept"], "n": 152, "results": "huggingface_lora"}
     assert (tmp_path / "results" / "huggingface_lora.json").exists()
 
 
@@ -48,7 +48,7 @@ def test_dspy_runs_as_a_notebook(tmp_path, tiny_model):
         "--results-dir", str(tmp_path / "results")],
         '{"demos": tuned["demos"], "stages": sorted(inference["stages"]), '
         '"n": scores["after"]["n"]}')
-    assert seen == {"demos": 4, "stages": ["optimized program", "zero-shot program"], "n": 24}
+    assert seen == {"demos": 4, "stages": ["optimized program", "zero-shot program"], "n": 152}
 
 
 @pytest.mark.slow
@@ -58,4 +58,4 @@ def test_openai_runs_as_a_notebook(tmp_path):
         "--train-size", "10", "--epochs", "1", "--max-new-tokens", "4",
         "--output-dir", str(tmp_path / "out"), "--results-dir", str(tmp_path / "results")],
         '{"status": job.status, "epochs": plan["epochs"], "n": inference["scores"]["after"]["n"]}')
-    assert seen == {"status": "succeeded", "epochs": 1, "n": 24}
+    assert seen == {"status": "succeeded", "epochs": 1, "n": 152}

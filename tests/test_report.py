@@ -66,7 +66,7 @@ def test_report_is_deterministic_and_leaves_other_datasets_out(results_dir, tmp_
     assert "results are for another dataset" in first  # shown as such, not mixed in
     assert "+1.00 (152 fixed, 0 broken; exact McNemar p = 0.00): more than noise" in first
     assert "fixed (152): " + nth_test_question(0) in first
-    assert first.endswith("\n\ntail\n") and "old" not in first
+    assert first.endswith("\n\ntail\n") and "\nold\n" not in first
     assert edu_qa.run(report.main, argv + ["--check"]) == 0
     for name in ("scores.png", "cost_time.png"):
         assert (results_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
