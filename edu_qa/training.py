@@ -15,7 +15,7 @@ from pathlib import Path
 from . import training_plan
 from .cli import UserError, notice, say, visible
 from .data import HERE, chat_messages
-from .local_model import disk_size, generate, load_local_model, model_source
+from .local_model import disk_size, generate, load_local_model, machine, model_source
 from .scoring import score
 
 
@@ -62,7 +62,7 @@ def cpu_precision() -> dict:
 
     import torch
     cache = HERE / "outputs" / "cpu_precision.json"
-    key = f"{_cpu_name()} | {platform.machine()} | torch {torch.__version__} | " \
+    key = f"{machine()['cpu']} | {platform.machine()} | torch {torch.__version__} | " \
           f"{torch.get_num_threads()} threads"
     try:
         saved = json.loads(cache.read_text(encoding="utf-8"))
@@ -87,17 +87,6 @@ def cpu_precision() -> dict:
     except OSError:
         pass  # a read-only project: measured again next time
     return choice
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or "unknown CPU"
 
 
 def cpu_has_native_bf16() -> bool:
