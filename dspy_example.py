@@ -29,13 +29,15 @@ cost from a dated price table) and opens no connection.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import edu_qa
-from edu_qa import dspy_engine
+from edu_qa import dspy_costs, dspy_engine
 
 METHOD = "dspy"
 LOCAL_LM = "local"
@@ -87,17 +89,20 @@ class Config(edu_qa.SharedConfig):  # data, model, seed, train size...: edu_qa/s
 
 
 # %% Step 1. Environment & data preparation
-def prepare_data(cfg: Config, console):
+@dataclass(frozen=True)
+class Where:
+    hosted: bool  # a hosted LM (paid, needs --execute) or the local model
+
+
+def prepare_data(cfg: Config, console) -> edu_qa.Prepared:
     """Load the shared dataset and wrap each pair as a dspy.Example with one input field."""
     # Before dspy is imported: litellm would otherwise fetch its price map from the network.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import dspy
     hosted = cfg.lm != LOCAL_LM
-    versions = edu_qa.library_versions("dspy", "litellm", "torch", "transformers")
     console.print(f"LM: {cfg.lm if hosted else 'local ' + edu_qa.describe_model(cfg.model)} | "
                   f"paid: {'yes' if hosted else 'no'} | optimizer: {cfg.optimizer} | adapter: "
                   f"{cfg.adapter}")
-    edu_qa.print_versions(console, versions)
     data = edu_qa.load_qa(cfg.data, seed=cfg.seed)
 
     def examples(split):
@@ -105,22 +110,33 @@ def prepare_data(cfg: Config, console):
                              subject=r.subject).with_inputs("question") for r in split]
     train = examples(edu_qa.training_subset(data.split("train"), cfg.train_size, cfg.seed))
     edu_qa.print_data_summary(console, data, train)
-    return data, train, examples(data.split("dev")), examples(data.split("test")), \
-        {"hosted": hosted, "versions": versions}
+    return edu_qa.Prepared(data, train, examples(data.split("dev")),
+                           examples(data.split("test")), Where(hosted))
 
 
 if __name__ == "__main__":
     cfg, console = edu_qa.begin(Config, __doc__, NOTEBOOK_ARGS)
     edu_qa.on_interrupt(lambda: f"Interrupted. LM calls answered so far are cached in "
                         f"{cfg.output_dir}/cache: a re-run does not pay for them again.")
-    dspy_engine.check_optimizer(cfg.optimizer, cfg.reflection_lm, cfg.execute)
-    start = time.perf_counter()
     edu_qa.step(console, 1, "Environment & data preparation")
-    data, train, dev, test, env = prepare_data(cfg, console)
+    prepared = prepare_data(cfg, console)
+    data, train, dev, test, where = (prepared.data, prepared.train, prepared.dev,
+                                     prepared.test, prepared.where)
+    run = edu_qa.Run.start(METHOD, cfg, data, train,
+                           cfg.lm if where.hosted else edu_qa.describe_model(cfg.model))
+    run.set(versions=edu_qa.library_versions("dspy", "litellm", "torch", "transformers"),
+            trainable_params=0, data_left_machine=where.hosted)
+    edu_qa.print_versions(console, run.results["versions"])
 
 
 # %% Step 2. Data format preparation
-def convert_format(cfg: Config, train, console):
+@dataclass(frozen=True)
+class Formatted:
+    signature: type  # dspy.Signature: question -> answer, its instructions
+    adapter: object  # dspy.Adapter: how the signature becomes messages
+
+
+def convert_format(cfg: Config, train, console) -> Formatted:
     """The Signature (question -> answer) and the exact messages the adapter builds from it."""
     import dspy
 
@@ -135,7 +151,7 @@ def convert_format(cfg: Config, train, console):
                f"{cfg.adapter}):")
     console.print(edu_qa.visible(dspy_engine.render_messages(messages)), soft_wrap=True)
     edu_qa.notice(console, dspy_engine.format_in_words(messages, train[0].question))
-    return TutorAnswer, adapter
+    return Formatted(TutorAnswer, adapter)
 
 
 def make_adapter(name: str):
@@ -153,26 +169,50 @@ def make_adapter(name: str):
 
 if __name__ == "__main__":
     edu_qa.step(console, 2, "Data format preparation")
-    signature, adapter = convert_format(cfg, train, console)
+    formatted = convert_format(cfg, train, console)
 
 
 # %% Step 3. Model configuration
-def configure_model(cfg: Config, env: dict, console):
-    """The LM DSPy calls: the embedded model as a custom engine, or a hosted LiteLLM model."""
+@dataclass(frozen=True)
+class Configured:
+    lm: object       # dspy.LM: what every Predict calls
+    engine: object   # the local model's engine, or None for a hosted LM
+    program: object  # dspy.Predict(signature): the zero-shot program
+    optimizer: object  # the optimizer, or None (--optimizer none)
+
+
+def configure_model(cfg: Config, formatted: Formatted, prepared: edu_qa.Prepared, seen: set,
+                    console) -> Configured:
+    """The LM DSPy calls (the embedded model as a custom engine, or a hosted LiteLLM model),
+    the program and the optimizer."""
     import dspy
+    dspy_engine.check_optimizer(cfg.optimizer, cfg.reflection_lm, cfg.execute)
+    program = dspy.Predict(formatted.signature)
+    if prepared.where.hosted:  # without --execute: the calls, tokens and cost, then stop
+        dspy_costs.plan_or_require_key(cfg, formatted.adapter, formatted.signature,
+                                        prepared.train, len(prepared.dev), len(prepared.test),
+                                        console, edu_qa.command_line(METHOD, cfg))
     cache_dir = Path(cfg.output_dir) / "cache"
     # DSPy's own cache, in the project: a re-run with the same prompts costs no LM calls.
     dspy.configure_cache(enable_disk_cache=True, disk_cache_dir=str(cache_dir))
     stop = [STOP] if cfg.adapter == "chat" else None  # small-chat: the model's end of turn
-    if env["hosted"]:
-        return dspy.LM(cfg.lm, temperature=0.0, max_tokens=cfg.max_new_tokens, stop=stop), None
-    engine = dspy_engine.LocalEngine(cfg.model, cfg.max_new_tokens, max_batch=cfg.threads)
-    # greedy (temperature 0) so that before and after differ only by the prompt
-    lm = dspy.LM(f"local/{cfg.model}", engine=engine, temperature=0.0,
-                 max_tokens=cfg.max_new_tokens, stop=stop)
-    console.print(f"engine: the local model behind DSPy's engine interface | greedy | stop: "
-                  f"{STOP if stop else 'end of turn'!r} | cache: {cache_dir}")
-    return lm, engine
+    engine = None
+    if prepared.where.hosted:
+        lm = dspy.LM(cfg.lm, temperature=0.0, max_tokens=cfg.max_new_tokens, stop=stop)
+    else:
+        engine = dspy_engine.LocalEngine(cfg.model, cfg.max_new_tokens, max_batch=cfg.threads)
+        # greedy (temperature 0) so that before and after differ only by the prompt
+        lm = dspy.LM(f"local/{cfg.model}", engine=engine, temperature=0.0,
+                     max_tokens=cfg.max_new_tokens, stop=stop)
+        console.print(f"engine: the local model behind DSPy's engine interface | greedy | "
+                      f"stop: {STOP if stop else 'end of turn'!r} | cache: {cache_dir}")
+    # A reply the adapter cannot parse is an expected outcome on a small model, counted and
+    # shown in step 5, not a reason to stop: lift DSPy's default limit of 10 errors per run.
+    dspy.configure(lm=lm, adapter=formatted.adapter, max_errors=10**6)
+    dspy_engine.quiet_dspy()
+    with contextlib.redirect_stdout(io.StringIO()):  # its constructor announces its plan
+        optimizer = build_optimizer(cfg, make_metric(seen))
+    return Configured(lm, engine, program, optimizer)
 
 
 def build_optimizer(cfg: Config, metric):
@@ -201,51 +241,16 @@ def build_optimizer(cfg: Config, metric):
     return None
 
 
-if __name__ == "__main__":
-    edu_qa.step(console, 3, "Model configuration")
-    import dspy
-    program = dspy.Predict(signature)
-    if env["hosted"]:  # without --execute: the calls, tokens and cost it would pay, then stop
-        dspy_engine.plan_or_require_key(cfg, adapter, signature, train, len(dev), len(test),
-                                        console, edu_qa.command_line(METHOD, cfg))
-    lm, engine = configure_model(cfg, env, console)
-    # A reply the adapter cannot parse is an expected outcome on a small model, counted and
-    # shown in step 5, not a reason to stop: lift DSPy's default limit of 10 errors per run.
-    dspy.configure(lm=lm, adapter=adapter, max_errors=10**6)
-    dspy_engine.quiet_dspy()
-    prepared = time.perf_counter() - start
-
-
-# %% Step 4. Fine-tuning / optimization
-def tune(cfg: Config, program, train, dev, metric, console, engine=None):
-    """Optimize on train (subjects taking turns, so the demos are not all from the first
-    subject), keep the optimized program only if it beats the zero-shot one on dev, save it."""
-    optimizer = dspy_engine.Watched(lambda: build_optimizer(cfg, metric), engine)
-    order = edu_qa.subjects_take_turns(train, cfg.seed)
-    with optimizer:  # its progress lines swallowed; its LM calls, time and examples counted
-        if optimizer.optimizer is None:
-            optimized = program.deepcopy()
-        elif cfg.optimizer in ("random-search", "mipro", "gepa"):  # these select on dev
-            optimized = optimizer.optimizer.compile(program, trainset=order, valset=dev)
-        else:
-            optimized = optimizer.optimizer.compile(program, trainset=order)
-    report = optimizer.report(optimized, cfg, train, console)
-    keep, kept, dev_scores = dspy_engine.keep_better_on_dev(program, optimized, dev,
-                                                            cfg.threads, console)
-    path = dspy_engine.save_program(keep, Path(cfg.output_dir) / "program.json", console)
-    return keep, {"seconds": optimizer.seconds, "path": path, "kept": kept, "report": report,
-                  "optimized_program": optimized, "demos": len(report["demos"]),
-                  "dev": dev_scores}
-
-
-def make_metric():
+def make_metric(seen: set | None = None):
     """The shared metric in DSPy's shape. For scoring: word-overlap F1 against the reference.
     While bootstrapping (trace given) a demo is kept only if its FIRST sentence holds the key
     fact: a demo that mentions the key in passing ('The liver. ... the kidneys ...') teaches
-    the model a wrong answer."""
+    the model a wrong answer. seen collects the training questions checked as demos."""
     def metric(example, pred, trace=None, *args):
         answer = pred.get("answer", "") or ""
         if trace is not None:
+            if seen is not None:
+                seen.add(example.question)
             return edu_qa.is_correct(edu_qa.scoring.first_sentence(answer), example.key or None,
                                      example.answer)
         return edu_qa.f1(answer, example.answer)
@@ -253,54 +258,142 @@ def make_metric():
 
 
 if __name__ == "__main__":
+    edu_qa.step(console, 3, "Model configuration")
+    seen: set = set()  # the training examples the optimizer checks as demos
+    configured = configure_model(cfg, formatted, prepared, seen, console)
+    run.prepared()
+
+
+# %% Step 4. Fine-tuning / optimization
+def answers_of(program, examples, cfg: Config) -> tuple[list[str], int]:
+    """The program's answers to the examples, and how many replies the adapter could not
+    parse. dspy.Evaluate runs the program on all of them in parallel threads, which the local
+    engine answers as one batch (it averages the F1 metric too; the answers are graded by
+    edu_qa.score, as every method's are)."""
+    import dspy
+    evaluate = dspy.Evaluate(devset=examples, metric=make_metric(), num_threads=cfg.threads,
+                             display_progress=False, failure_score=0.0)
+    preds = [pred for _, pred, _ in evaluate(program).results]
+    # an empty Prediction is a call whose output the adapter could not parse
+    return [p.get("answer", "") or "" for p in preds], sum("answer" not in p for p in preds)
+
+
+def tune(cfg: Config, configured: Configured, train, dev, seen: set, console,
+         run) -> edu_qa.Tuned:
+    """Optimize on train (subjects taking turns, so the demos are not all from the first
+    subject), keep the optimized program only if it beats the zero-shot one on dev, save it."""
+    program, optimizer = configured.program, configured.optimizer
+    order = edu_qa.subjects_take_turns(train, cfg.seed)
+    calls, start = dspy_engine.usage(configured.lm, configured.engine)["calls"], \
+        time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # its progress: the report says it
+        if optimizer is None:
+            optimized = program.deepcopy()
+        elif cfg.optimizer in ("random-search", "mipro", "gepa"):  # these select on dev
+            optimized = optimizer.compile(program, trainset=order, valset=dev)
+        else:
+            optimized = optimizer.compile(program, trainset=order)
+    seconds = time.perf_counter() - start
+    report = dspy_engine.optimizer_report(
+        optimized, cfg, train, seconds, seen,
+        dspy_engine.usage(configured.lm, configured.engine)["calls"] - calls, console)
+    # the zero-shot program is always a candidate: the optimized one is kept only if it
+    # answers the dev questions better (accuracy, then F1, as the other methods choose)
+    dev_scores = {}
+    for name, candidate in (("zero-shot", program), ("optimized", optimized)):
+        answers, failures = answers_of(candidate, dev, cfg)
+        dev_scores[name] = edu_qa.score(dev, answers, failures)
+        console.print(f"dev: {name:>9} program: accuracy {dev_scores[name]['accuracy']:.2f} | "
+                      f"word-overlap F1 {dev_scores[name]['f1']:.2f} | parse failures "
+                      f"{failures}/{len(dev)}")
+    kept = "optimized" if (dev_scores["optimized"]["accuracy"], dev_scores["optimized"]["f1"]) \
+        > (dev_scores["zero-shot"]["accuracy"], dev_scores["zero-shot"]["f1"]) else "zero-shot"
+    console.print("kept: the optimized program (better dev answers than zero-shot)"
+                  if kept == "optimized" else "kept: the ZERO-SHOT program. The optimized one "
+                  "did not answer the dev questions better, so the optimization is not used.")
+    keep = optimized if kept == "optimized" else program.deepcopy()
+    path = Path(cfg.output_dir) / "program.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keep.save(str(path))  # its signature, instructions and demos, in JSON
+    console.print(f"saved: {path} ({edu_qa.disk_size(path) / 1e3:.1f} kB)")
+    model = run.results["model"]
+    run.timed(tune=seconds)
+    run.set(artifact=edu_qa.artifact(path),
+            tuned_model=f"{model} + optimized prompt ({cfg.optimizer}, {len(report['demos'])} "
+            "demos)" if kept == "optimized"
+            else f"{model} (zero-shot program kept: the optimized one was not better on dev)")
+    run.extra(optimizer=cfg.optimizer, adapter=cfg.adapter, kept=kept,
+              dev={n: {"accuracy": sc["accuracy"], "f1": sc["f1"]}
+                   for n, sc in dev_scores.items()}, optimizer_report=report)
+    return edu_qa.Tuned(keep, kept, seconds, path, optimized)
+
+
+if __name__ == "__main__":
     edu_qa.step(console, 4, "Fine-tuning / optimization")
-    kept, tuned = tune(cfg, program, train, dev, make_metric(), console, engine)
+    tuned = tune(cfg, configured, train, dev, seen, console, run)
+    run.set(prompt_template=dspy_engine.render_messages(formatted.adapter.format(
+        formatted.signature, demos=tuned.model.predictors()[0].demos,
+        inputs={"question": "{question}"})))  # the kept program's demos and instruction
 
 
 # %% Step 5. Inference and demonstration
-def infer(cfg: Config, program, optimized, kept: str, data, examples, lm, engine, console):
+def infer(cfg: Config, configured: Configured, tuned: edu_qa.Tuned, data, test, console, run):
     """The plain prompt, the zero-shot and the optimized program answer the same test
     questions, graded alike; "after" is the program step 4 kept. The optimized one is scored
     even when not kept: what the dev rule saved (or cost) is part of the lesson."""
-    test = data.split("test")
     start = time.perf_counter()
-
     # the plain prompt: on the local model every method's "before" (results/baseline.json);
     # a hosted LM is another model and answers for itself
-    before, source = dspy_engine.plain_prompt_answers(lm, engine, cfg, data, console)
-    stages = dspy_engine.program_stages(program, optimized, examples, test, before,
-                                        cfg.threads, console)
+    before, source = dspy_engine.plain_prompt_answers(configured.lm, configured.engine, cfg,
+                                                      data, console)
+    stages = {}
+    for name, program in (("zero-shot program", configured.program),
+                          ("optimized program", tuned.optimized)):
+        answers, failures = answers_of(program, test, cfg)
+        stages[name] = dspy_engine.stage_score(name, data.split("test"), answers, failures,
+                                               before, console)
+    if stages["zero-shot program"]["parse_failures"]:
+        dspy_engine.show_unparsed_reply(console, configured.lm)
+    kept = stages["optimized program" if tuned.kept == "optimized" else "zero-shot program"]
     seconds = time.perf_counter() - start
-    if stages["zero-shot program"]["failures"]:
-        dspy_engine.show_unparsed_reply(console, lm)
-    kept_stage = stages["optimized program" if kept == "optimized" else "zero-shot program"]
-    scores, rows, change = edu_qa.report_test_answers(
-        console, test, before, kept_stage["answers"],
-        title=f"plain prompt vs the kept program ({kept})",
-        parse_failures={"after": kept_stage["failures"]})
-    return scores, rows, {"seconds": seconds, "source": source, "change": change,
-                          "per_question": seconds / (3 * len(test)),
-                          "stages": {n: st["score"] for n, st in stages.items()}}
+    scores, rows, _ = edu_qa.report_test_answers(
+        console, data.split("test"), before, kept["answers"],
+        title=f"plain prompt vs the kept program ({tuned.kept})",
+        parse_failures={"after": kept["parse_failures"]})
+    run.extra(stages={n: {k: v for k, v in st.items() if k != "answers"}
+                      for n, st in stages.items()})
+    return edu_qa.Answered(before, kept["answers"], scores, rows, seconds), source
 
 
 if __name__ == "__main__":
     edu_qa.step(console, 5, "Inference and demonstration")
-    scores, rows, inference = infer(cfg, program, tuned["optimized_program"], tuned["kept"],
-                                    data, test, lm, engine, console)
+    answered, source = infer(cfg, configured, tuned, data, test, console, run)
+    run.answered(answered, source, per_question_answers=3)
     # as a user would: program.json loaded into a fresh dspy.Predict answers alike
-    reload = dspy_engine.reload_check(tuned["path"], signature, test[:3], rows, cfg.threads,
-                                      console)
+    import dspy
+    fresh = dspy.Predict(formatted.signature)
+    fresh.load(str(tuned.artifact))
+    same = sum(a == b for a, b in zip(answers_of(fresh, test[:3], cfg)[0], answered.after))
+    console.print(f"reload check (program.json into a fresh dspy.Predict): {same}/3 answers "
+                  "identical")
+    run.extra(reload_check={"checked": 3, "identical": same})
 
 
 # %% Step 6. Comparison
-def compare(cfg: Config, data, results: dict, console) -> None:
-    """Results and the scoreboard, then every optimizer run so far on this dataset."""
-    edu_qa.save_and_compare(console, data, results, cfg.results_dir, cfg.question)
-    dspy_engine.print_runs(console, dspy_engine.record_run(cfg.results_dir, data, results))
+def compare(run, console) -> None:
+    """results/dspy.json, the scoreboard of every method's results, then every optimizer run
+    so far on this dataset, in one table."""
+    run.save_and_compare(console)
+    dspy_engine.print_runs(console, dspy_engine.record_run(run.cfg.results_dir, run.data,
+                                                           run.results))
 
 
 if __name__ == "__main__":
     edu_qa.step(console, 6, "Comparison")
-    results = dspy_engine.results(METHOD, cfg, data, train, env, lm, engine, adapter, signature,
-                                  kept, tuned, inference, scores, rows, reload, prepared, start)
-    compare(cfg, data, results, console)
+    used = dspy_engine.usage(configured.lm, configured.engine)
+    run.counted(inference=used["input_tokens"] + used["output_tokens"],
+                input=used["input_tokens"], output=used["output_tokens"])
+    run.extra(lm_calls=used["calls"])
+    if where.hosted:
+        run.set(cost_usd={"amount": used["cost"], "kind": "actual"})
+    compare(run, console)

@@ -37,15 +37,16 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import edu_qa
-from edu_qa import chat_format, openai_jobs
+from edu_qa import chat_format, openai_costs, openai_jobs
+from edu_qa.recipe import EMBEDDED_ID
 
 METHOD = "openai_finetune"
 TRAINING_FILE = edu_qa.HERE / "openai_edu_qa_training.jsonl"  # committed; made from the dataset
-LOCAL_MODEL = "smollm2-135m-instruct"  # what the local service fine-tunes (the embedded model)
 NOTEBOOK_ARGS: list[str] = []  # in a notebook, the settings: e.g. ["--dry-run"]
 
 
@@ -62,7 +63,7 @@ class Config(edu_qa.SharedConfig):  # data, seed, train size, results...: edu_qa
     # where the job runs
     dry_run: bool = field(default=False, metadata={
         "help": "plan only: checks, token counts, cost, the exact requests; no service"})
-    local_model: str = field(default=LOCAL_MODEL, metadata={
+    local_model: str = field(default=EMBEDDED_ID, metadata={
         "help": "base model the local service fine-tunes (without --execute)"})
     base_url: str | None = field(default=None, metadata={
         "help": "with --execute: an OpenAI-compatible service (default $OPENAI_BASE_URL, OpenAI)"})
@@ -89,37 +90,49 @@ class Config(edu_qa.SharedConfig):  # data, seed, train size, results...: edu_qa
     cancel: bool = field(default=False, metadata={
         "help": "cancel the job recorded for this training file on this service"})
     concurrency: int = field(default=160, metadata={
-        "help": "questions asked at once in step 5 (the local service answers them as one "
-                "batch: a whole split at once is fastest on a CPU; OpenAI may rate-limit "
+        "help": "questions asked at once in steps 4 and 5 (the local service answers them as "
+                "one batch: a whole split at once is fastest on a CPU; OpenAI may rate-limit "
                 "as many, and the SDK then retries)"})
 
 
 # %% Step 1. Environment & data preparation
-def prepare_data(cfg: Config, console):
+def prepare_data(cfg: Config, console) -> edu_qa.Prepared:
     """Where the job runs, the API key only when --execute asks for it (never printed), and
     the shared dataset."""
-    env = openai_jobs.where_it_runs(cfg, console)
-    env["versions"] = edu_qa.library_versions("openai", "tiktoken")
-    edu_qa.print_versions(console, env["versions"])
+    where = openai_jobs.where_it_runs(cfg, console)  # mode: local, openai or plan
     data = edu_qa.load_qa(cfg.data, seed=cfg.seed)
     train = edu_qa.training_subset(data.split("train"), cfg.train_size, cfg.seed)
     edu_qa.print_data_summary(console, data, train)
-    return data, train, data.split("dev"), data.split("test"), env
+    return edu_qa.Prepared(data, train, data.split("dev"), data.split("test"), where)
 
 
 if __name__ == "__main__":
     cfg, console = edu_qa.begin(Config, __doc__, NOTEBOOK_ARGS)
-    start = time.perf_counter()
     edu_qa.step(console, 1, "Environment & data preparation")
-    data, train, dev, test, env = prepare_data(cfg, console)
+    prepared = prepare_data(cfg, console)
+    data, train, dev, test, where = (prepared.data, prepared.train, prepared.dev,
+                                     prepared.test, prepared.where)
+    local = where.mode == "local"
+    run = edu_qa.Run.start(METHOD, cfg, data, train, cfg.local_model if local else cfg.model)
+    run.set(versions=edu_qa.library_versions("openai", "tiktoken"),
+            data_left_machine=where.mode == "openai")
+    edu_qa.print_versions(console, run.results["versions"])
 
 
 # %% Step 2. Data format preparation
-def convert_format(cfg: Config, data, train, dev, console):
+@dataclass(frozen=True)
+class Formatted:
+    train_path: Path  # the files exactly as uploaded
+    valid_path: Path
+    examples: list    # the training examples, {"messages": [...]}
+    stats: dict       # tokens per example, by OpenAI's encoding
+
+
+def convert_format(cfg: Config, data, train, dev, console) -> Formatted:
     """QA pairs -> chat-format JSONL, OpenAI's own format checks and token counts, all before
     a file is written; then the files exactly as they will be uploaded."""
     examples = [to_chat(ex) for ex in train]
-    stats = openai_jobs.check_examples(examples, train, data.path, cfg.model, cfg.train_size,
+    stats = openai_costs.check_examples(examples, train, data.path, cfg.model, cfg.train_size,
                                        console)
     # The committed example file is only ever regenerated from the shipped dataset; anyone
     # else's data (or a subset) goes to the output folder.
@@ -130,9 +143,8 @@ def convert_format(cfg: Config, data, train, dev, console):
     openai_jobs.write_jsonl(valid_path, [to_chat(ex) for ex in dev])
     edu_qa.say(console, "One training line, exactly as uploaded:")
     console.print(train_path.read_text(encoding="utf-8").split("\n")[0], soft_wrap=True)
-    openai_jobs.print_token_stats(stats, cfg.model, console)
-    return {"train_path": train_path, "valid_path": valid_path, "examples": examples,
-            "stats": stats, "shipped": shipped}
+    openai_costs.print_token_stats(stats, cfg.model, console)
+    return Formatted(train_path, valid_path, examples, stats)
 
 
 def to_chat(ex) -> dict:
@@ -142,15 +154,17 @@ def to_chat(ex) -> dict:
 
 if __name__ == "__main__":
     edu_qa.step(console, 2, "Data format preparation")
-    converted = convert_format(cfg, data, train, dev, console)
+    formatted = convert_format(cfg, data, train, dev, console)
+    run.extra(token_distribution=formatted.stats["distribution"],
+              encoding=formatted.stats["encoding"])
 
 
 # %% Step 3. Model configuration
-def configure_model(cfg: Config, converted: dict, n_test: int, console,
+def configure_model(cfg: Config, formatted: Formatted, n_test: int, console,
                     mode: str = "plan", n_dev: int = 0) -> dict:
     """Epochs by OpenAI's rule, the job's method and hyperparameters, and what OpenAI would
     charge; --max-cost guards a paid job (and never a cancel)."""
-    n = len(converted["examples"])
+    n = len(formatted.examples)
     epochs = cfg.epochs or chat_format.default_epochs(n)
     hyper = {"n_epochs": epochs, "batch_size": cfg.batch_size or "auto",
              "learning_rate_multiplier": cfg.learning_rate_multiplier or "auto"}
@@ -158,15 +172,16 @@ def configure_model(cfg: Config, converted: dict, n_test: int, console,
            "validation_file": "<id of the uploaded validation file>",
            "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}},
            "suffix": cfg.suffix, "seed": cfg.seed}
-    cost = openai_jobs.price_job(cfg, converted["stats"], epochs, n_test, n_dev)
+    cost = openai_costs.price_job(cfg, formatted.stats, epochs, n_test, n_dev)
     console.print(f"epochs: {epochs} ({'given' if cfg.epochs else 'OpenAI rule'}: {n} examples) "
                   f"| billable tokens: {cost['billable_tokens']:,} x {epochs} epochs = "
                   f"{cost['trained_tokens']:,}")
     console.print(f"OpenAI would charge: training ${cost['training_cost']:.4f} (${cost['price']}"
                   f"/1M) + test inference ${cost['inference_cost']:.4f}, prices of "
-                  f"{openai_jobs.PRICES_CHECKED} | --max-cost ${cfg.max_cost:.2f}")
+                  f"{openai_costs.PRICES_CHECKED} | --max-cost ${cfg.max_cost:.2f}")
     if mode == "local":
-        console.print(f"this run: the local service, $0; the same request, model {cfg.local_model}")
+        console.print(f"this run: the local service, $0; the same request, model "
+                      f"{cfg.local_model}")
     if not cfg.epochs:
         edu_qa.notice(console, f"OpenAI's rule aims at 3 epochs but at least 100 example-passes, "
                       f"so {n} examples get {epochs}: fewer examples, more passes over each")
@@ -179,27 +194,34 @@ def configure_model(cfg: Config, converted: dict, n_test: int, console,
 
 if __name__ == "__main__":
     edu_qa.step(console, 3, "Model configuration")
-    plan = configure_model(cfg, converted, len(test), console, env["mode"], len(dev))
-    prepared = time.perf_counter() - start
-    local = env["mode"] == "local"
-    plan_sent = dict(plan, job=dict(plan["job"], model=cfg.local_model)) if local else plan
+    plan = configure_model(cfg, formatted, len(test), console, where.mode, len(dev))
+    estimate = round(plan["training_cost"] + plan["inference_cost"], 4)
+    run.set(cost_usd={"amount": estimate, "kind": "estimated"})
+    run.counted(training=plan["trained_tokens"])
+    run.extra(service=where.base_url, epochs=plan["epochs"], job_request=plan["job"],
+              openai_estimate_usd=estimate, price_per_1m_training_tokens=plan["price"],
+              prices_checked=openai_costs.PRICES_CHECKED)
+    # the request sent: for the model the service fine-tunes (the local one, or --model)
+    plan = dict(plan, job=dict(plan["job"], model=cfg.local_model if local else cfg.model))
+    run.prepared()
 
 
 # %% Step 4. Fine-tuning / optimization
-def tune(cfg: Config, client, converted: dict, plan: dict, state, console) -> dict:
-    """Upload, create the job, watch it. A job already recorded for this training file on this
-    service is resumed, never started again; a create that may have reached the service is
-    looked up (by its metadata) before it is sent again."""
-    openai_jobs.print_requests(converted, plan, console)
-    if client is None:
-        return {"job": None, "seconds": 0.0}
-    cancelled = openai_jobs.resume_or_cancel(cfg, client, state, console)
-    if cancelled is not None:
-        return {"job": cancelled, "seconds": 0.0}
+def tune(cfg: Config, client, formatted: Formatted, plan: dict, state, dev, console,
+         run) -> edu_qa.Tuned | None:
+    """Upload, create the job, watch it, keep the best of its checkpoints on dev. A job
+    already recorded for this training file on this service is resumed, never started again;
+    a create that may have reached the service is looked up (by its metadata) before it is
+    sent again."""
+    openai_jobs.print_requests(formatted, plan, console)
+    if client is None:  # --dry-run: the requests above, nothing sent
+        return None
+    if openai_jobs.resume_or_cancel(cfg, client, state, console) is not None:
+        raise edu_qa.Stop(0)  # --cancel: sent; nothing else to do
     entry = state.entry
     if "job_id" not in entry:
-        for kind, path in (("training_file_id", converted["train_path"]),
-                           ("validation_file_id", converted["valid_path"])):
+        for kind, path in (("training_file_id", formatted.train_path),
+                           ("validation_file_id", formatted.valid_path)):
             if kind not in entry:
                 state.doing = f"POST /files ({path.name})"
                 with open(path, "rb") as f:
@@ -208,96 +230,154 @@ def tune(cfg: Config, client, converted: dict, plan: dict, state, console) -> di
                 console.print(f"uploaded {path.name}: {uploaded.id}")
         request = dict(plan["job"], training_file=entry["training_file_id"],
                        validation_file=entry["validation_file_id"])
-        job = openai_jobs.create_job_once(client, request, state, console)
+        # a run that stopped after sending the create left its intent: find that job instead
+        job = state.job_created_before(client, console)
+        if job is None:
+            intent = state.intend_to_create()  # saved BEFORE the call, sent with it
+            state.doing = "POST /fine_tuning/jobs"
+            job = client.fine_tuning.jobs.create(
+                **request, metadata=intent,
+                extra_headers={"Idempotency-Key": intent["edu_qa_request"]})
+            state.update(job_id=job.id, create_request=None, created=time.time())
         console.print(f"created job {job.id} ({job.status}); state: {state.path}")
-    state.doing = f"watching job {entry['job_id']}"
-    start = time.perf_counter()
-    job = openai_jobs.watch(client, entry["job_id"], console, cfg.poll_interval, cfg.max_wait)
-    return {"job": job, "seconds": time.perf_counter() - start}
+    job = watch(cfg, client, entry["job_id"], state, console)
+    if job.status != "succeeded":
+        openai_jobs.job_not_done(job, state, console)  # exits 3 (failed) or 4 (still running)
+    run.counted(training=job.trained_tokens or 0)
+    run.extra(job_id=job.id, status=job.status,
+              hyperparameters=job.hyperparameters.model_dump())
+    # the job's own clock (created to finished), also right for a job resumed later
+    run.timed(tune=job.finished_at - job.created_at)
+    state.doing = "POST /chat/completions"
+    return keep_best_on_dev(cfg, client, job, plan["job"]["model"], dev, console, run,
+                            local=state.service == "local")
+
+
+def watch(cfg: Config, client, job_id: str, state, console):
+    """The job's status and its new events (training loss, checkpoints), with growing waits,
+    until it ends or --max-wait passes (the job goes on; a re-run resumes watching)."""
+    state.doing = f"watching job {job_id}"
+    wait, seen, status = openai_jobs.first_wait(client, cfg.poll_interval), set(), None
+    deadline = time.monotonic() + cfg.max_wait
+    while True:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        events = client.fine_tuning.jobs.list_events(job_id, limit=100)  # newest first
+        for event in reversed(openai_jobs.new_events(events, seen)):
+            console.print(f"  [{event.level}] {event.message}", markup=False, highlight=False)
+        if job.status != status:
+            status = job.status
+            console.print(f"job {job.id}: {job.status}", markup=False, highlight=False)
+        if job.status in openai_jobs.TERMINAL:
+            return job
+        if time.monotonic() + wait > deadline:
+            console.print(f"--max-wait reached; job {job.id} goes on. Re-run the same command "
+                          "to resume watching.", markup=False)
+            return job
+        time.sleep(wait)
+        wait = openai_jobs.next_wait(client, wait)
+
+
+def ask(client, model_id: str, questions, cfg: Config, run, which: str) -> list[str]:
+    """The answers of model_id to the questions, temperature 0, many calls at once (the local
+    service answers them as one batch); their tokens are counted on the run under which,
+    "base" or "tuned" (they are priced apart)."""
+    def one(ex):
+        reply = client.chat.completions.create(
+            model=model_id, messages=edu_qa.chat_messages(ex.question), temperature=0,
+            max_completion_tokens=cfg.max_new_tokens)
+        used = reply.usage
+        return reply.choices[0].message.content or "", \
+            [used.prompt_tokens, used.completion_tokens] if used else [0, 0]
+    with ThreadPoolExecutor(cfg.concurrency) as pool:
+        replies = list(pool.map(one, questions))
+    openai_jobs.count_usage(run, which, [u for _, u in replies])
+    return [text for text, _ in replies]
+
+
+def keep_best_on_dev(cfg: Config, client, job, base: str, dev, console, run,
+                     local: bool) -> edu_qa.Tuned:
+    """Which model to keep, chosen on dev by the answers: the base or a checkpoint (never
+    worse than the base), as the other methods choose theirs."""
+    import openai
+    try:  # one checkpoint per epoch (OpenAI keeps the last three), each judged on dev
+        checkpoints = sorted(client.fine_tuning.jobs.checkpoints.list(job.id).data,
+                             key=lambda cp: cp.step_number)
+    except openai.NotFoundError:  # a service that keeps no checkpoints: the final model
+        console.print("this service lists no checkpoints: the final model is the candidate")
+        checkpoints = []
+    tuned = [(f"step {cp.step_number}", job.fine_tuned_model if cp is checkpoints[-1]
+              else cp.fine_tuned_model_checkpoint) for cp in checkpoints]
+    candidates = [("base", base)] + (tuned or [("final", job.fine_tuned_model)])
+    dev_scores = {name: edu_qa.score(dev, ask(client, model_id, dev, cfg, run,
+                                              "base" if name == "base" else "tuned"))
+                  for name, model_id in candidates}
+    kept, kept_id = openai_jobs.choose_on_dev(candidates, dev_scores, job, console)
+    run.extra(kept=kept, dev_scores={name: {"accuracy": sc["accuracy"], "f1": sc["f1"]}
+                                     for name, sc in dev_scores.items()})
+    return edu_qa.Tuned(kept_id, kept, job.finished_at - job.created_at,
+                        openai_jobs.kept_artifact(cfg.output_dir, job, kept, kept_id, local))
 
 
 if __name__ == "__main__":
     edu_qa.step(console, 4, "Fine-tuning / optimization")
     client = state = None
-    edu_qa.on_interrupt(lambda: openai_jobs.interrupted(state, cfg.output_dir, env["mode"]))
-    if env["mode"] != "plan":
-        client, service, close_service = openai_jobs.open_service(env, cfg.output_dir)
+    edu_qa.on_interrupt(lambda: openai_jobs.interrupted(state, cfg.output_dir, where.mode))
+    if where.mode != "plan":
+        client, service, close_service = openai_jobs.open_service(where, cfg.output_dir)
         state = openai_jobs.JobState(Path(cfg.output_dir) / "state.json", service,
-                                     openai_jobs.sha256_file(converted["train_path"]))
-    with openai_jobs.api_errors_as_messages(state, env):
-        tuned = tune(cfg, client, converted, plan_sent, state, console)
-    job = tuned["job"]
-    if cfg.cancel:
-        raise edu_qa.Stop(0)
-    if job is not None and job.status != "succeeded":
-        openai_jobs.job_not_done(job, state, console)  # exits 3 (failed) or 4 (still running)
+                                     openai_jobs.sha256_file(formatted.train_path))
+    with openai_jobs.api_errors_as_messages(state, where):
+        tuned = tune(cfg, client, formatted, plan, state, dev, console, run)
 
 
 # %% Step 5. Inference and demonstration
-def infer(cfg: Config, client, job, data, console, model: str, dev=(), checkpoints=(),
-          local: bool = False):
-    """Which model to keep, chosen on dev by the answers: the base or a checkpoint (never
-    worse than the base). Then the base and the kept model answer the same test questions:
-    same prompt, temperature 0. On the local service the base is the embedded model, whose
-    plain-prompt answers every method shares (results/baseline.json)."""
-    test = data.split("test")
-    request = {"model": model, "messages": edu_qa.chat_messages(test[0].question),
-               "temperature": 0, "max_completion_tokens": cfg.max_new_tokens}
-    if client is None:
-        console.print("would send to OpenAI: POST /chat/completions " + json.dumps(
-            dict(request, model=cfg.model)), soft_wrap=True)
-        console.print(f"(for each of the {len(dev)} dev questions, once for the base model and "
-                      "once for each checkpoint; then for each of the "
-                      f"{len(test)} test questions, once for the base and once for the kept)")
-        return None
-    start, ask = time.perf_counter(), openai_jobs.Asker(client, request, model, cfg.concurrency)
-    tuned = [(f"step {cp.step_number}", job.fine_tuned_model if cp is checkpoints[-1]
-              else cp.fine_tuned_model_checkpoint) for cp in checkpoints]
-    candidates = [("base", model)] + (tuned or [("final", job.fine_tuned_model)])
-    dev_scores = {name: edu_qa.score(dev, ask.answers(model_id, dev))
-                  for name, model_id in candidates} if dev else {}
-    kept, kept_id = openai_jobs.choose_on_dev(candidates, dev_scores, job, console)
+def infer(cfg: Config, client, tuned: edu_qa.Tuned, data, console, model: str, local: bool,
+          run):
+    """The base and the kept model answer the same test questions: same prompt,
+    temperature 0. On the local service the base is the embedded model, whose plain-prompt
+    answers every method shares (results/baseline.json)."""
+    test, start = data.split("test"), time.perf_counter()
     if local:  # the embedded model: its plain-prompt answers are every method's "before"
-        import finetune_service
         before, source = edu_qa.plain_prompt_baseline(
-            finetune_service.BASE_MODELS.get(model, model), data, cfg.max_new_tokens,
-            lambda chats: ask.answers(model, test), console, cfg.results_dir)
+            edu_qa.EMBEDDED_MODEL if model == EMBEDDED_ID else model, data, cfg.max_new_tokens,
+            lambda _: ask(client, model, test, cfg, run, "base"), console, cfg.results_dir)
     else:  # a model at OpenAI is not the local one: its own plain-prompt answers
-        before = ask.answers(model, test)
+        before = ask(client, model, test, cfg, run, "base")
         source = {"kind": "plain prompt on the service's base model", "this_run": True}
-    after = before if kept_id == model else ask.answers(kept_id, test)
-    ask.close()
+    after = before if tuned.model == model else ask(client, tuned.model, test, cfg, run, "tuned")
     seconds = time.perf_counter() - start
-    scores, rows, change = edu_qa.report_test_answers(
+    scores, rows, _ = edu_qa.report_test_answers(
         console, test, before, after, title="plain prompt vs the kept fine-tuned model")
-    return {"scores": scores, "rows": rows, "usage": ask.usage, "kept": kept,
-            "kept_model": kept_id, "source": source, "change": change,
-            "dev": {name: {"accuracy": sc["accuracy"], "f1": sc["f1"]}
-                    for name, sc in dev_scores.items()},
-            "tokens": sum(map(sum, ask.usage.values())), "per_question": seconds / (2 * len(test))}
+    return edu_qa.Answered(before, after, scores, rows, seconds), source
 
 
 if __name__ == "__main__":
     edu_qa.step(console, 5, "Inference and demonstration")
-    inference = None
-    with openai_jobs.api_errors_as_messages(state, env):
-        if state:
-            state.doing = "POST /chat/completions"
-        checkpoints = openai_jobs.list_checkpoints(client, job.id, console) if job else []
-        inference = infer(cfg, client, job, data, console,
-                          cfg.local_model if local else cfg.model, dev, checkpoints, local)
-    if client is not None:
+    if client is None:  # --dry-run: the request, not sent
+        console.print("would send to OpenAI: POST /chat/completions " + json.dumps(
+            {"model": cfg.model, "messages": edu_qa.chat_messages(test[0].question),
+             "temperature": 0, "max_completion_tokens": cfg.max_new_tokens}), soft_wrap=True)
+        console.print(f"(for each of the {len(dev)} dev questions, once for the base model and "
+                      "once for each checkpoint; then for each of the "
+                      f"{len(test)} test questions, once for the base and once for the kept)")
+    else:
+        with openai_jobs.api_errors_as_messages(state, where):
+            answered, source = infer(cfg, client, tuned, data, console, plan["job"]["model"],
+                                     local, run)
         close_service()
+        run.answered(answered, source, per_question_answers=2)
+        openai_jobs.record_kept_model(run, cfg, tuned, plan, local)
 
 
 # %% Step 6. Comparison
-def compare(cfg: Config, data, results: dict, console) -> None:
-    """Write this method's results, then compare every method that has results."""
-    edu_qa.save_and_compare(console, data, results, cfg.results_dir, cfg.question)
+def compare(run, console) -> None:
+    """results/openai_finetune.json, then the scoreboard of every method's results."""
+    run.save_and_compare(console)
 
 
 if __name__ == "__main__":
     edu_qa.step(console, 6, "Comparison")
-    results = openai_jobs.results(METHOD, cfg, data, train, env, plan, converted, job, inference,
-                                  local, prepared, start)
-    compare(cfg, data, results, console)
+    run.set(dry_run=tuned is None, prompt_template="POST /chat/completions " + json.dumps(
+        {"model": run.results.get("tuned_model") or cfg.model,
+         "messages": edu_qa.chat_messages("{question}"), "temperature": 0}))
+    compare(run, console)

@@ -4,8 +4,8 @@ download, no tokenizer. On CUDA when a GPU is present, else on the CPU.
     python benchmarks/qlora.py                          # ~1.1B llama (TinyLlama's shape)
     python benchmarks/qlora.py --shape tiny --steps 2   # seconds on a CPU: checks the path
 
-The recipe is huggingface_lora.py's: its LoRA defaults (RECIPE below; a test keeps them equal
-to the script's Config), the base in
+The recipe is huggingface_lora.py's: its LoRA settings (edu_qa/recipe.py, which the script's
+defaults read), the base in
 4-bit NF4 with double quantization (edu_qa.training.quantization), prepare_model_for_kbit_training
 and transformers' Trainer. The weights are random, so the loss means nothing; tokens/s, memory
 and MFU are those of the shape. MFU counts 4 FLOPs per weight of every linear layer per token
@@ -27,9 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 import edu_qa  # noqa: E402
 
-# huggingface_lora.py's defaults for the LoRA update and the learning rate
-RECIPE = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear",
-          "learning_rate": 2e-3}
 SHAPES = {
     # TinyLlama-1.1B: a real llama shape, small enough for one GPU in minutes
     "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
@@ -64,9 +61,9 @@ def main(argv=None):
     edu_qa.quiet_transformers()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bf16 = torch.cuda.is_bf16_supported() if device == "cuda" else training.cpu_has_native_bf16()
-    env = {"device": device, "precision": "bf16" if bf16 else "fp32",
-           "quantization": args.quantization}
-    cfg = argparse.Namespace(**RECIPE)  # the script's LoRA defaults
+    env = training.Device(device=device, precision="bf16" if bf16 else "fp32",
+                          quantization=args.quantization)
+    from edu_qa.recipe import LORA as cfg  # the script's LoRA settings
     config = LlamaConfig(**SHAPES[args.shape], max_position_embeddings=max(2048, args.seq_len))
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
@@ -82,18 +79,17 @@ def main(argv=None):
         shape = {"params": params, "hidden": config.hidden_size,
                  "layers": config.num_hidden_layers, "vocab": config.vocab_size,
                  "intermediate": config.intermediate_size}
-        env["train"] = training_plan.choose(
+        chosen = training_plan.choose(
             device=device, effective_batch=args.batch_size, seq_len=args.seq_len, shape=shape,
-            quantization=args.quantization, precision=env["precision"],
+            quantization=args.quantization, precision=env.precision,
             lora_params=lora_params, steps=args.run_steps,
             free_bytes=torch.cuda.mem_get_info()[0] if device == "cuda" else None)
-        chosen = env["train"]
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         attention = {"attn_implementation": chosen["attention"]} if chosen["attention"] else {}
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
                                                      **training.quantization(env), **attention)
-        model = get_peft_model(training.place_for_training(model, env),
+        model = get_peft_model(training.place_for_training(model, env, chosen["checkpointing"]),
                                LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                           lora_dropout=cfg.lora_dropout,
                                           target_modules=cfg.target_modules,
@@ -129,7 +125,7 @@ def main(argv=None):
         trainer.train()
 
     tokens_per_s = args.steps * args.batch_size * args.seq_len / (times[-1] - times[1])
-    peak = training.measure_matmul_flops(device, env["precision"])
+    peak = training.measure_matmul_flops(device, env.precision)
     mfu = tokens_per_s * 4 * linear / peak
     memory = (torch.cuda.max_memory_allocated() if device == "cuda"
               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
@@ -137,7 +133,7 @@ def main(argv=None):
     rows = [
         ("model", f"llama '{args.shape}' shape, random weights, {params:,} parameters"),
         ("recipe", f"{'QLoRA 4-bit NF4' if args.quantization == '4bit' else 'LoRA'} base, "
-                   f"LoRA r={cfg.lora_r} {cfg.target_modules}, compute {env['precision']}, "
+                   f"LoRA r={cfg.lora_r} {cfg.target_modules}, compute {env.precision}, "
                    f"batch {args.batch_size} x {args.seq_len} tokens"),
         ("settings chosen (training_plan.choose)",
          f"per-device batch {chosen['per_device_batch']} x {chosen['accumulation']} "
@@ -150,7 +146,7 @@ def main(argv=None):
         ("training", f"{tokens_per_s:,.0f} tokens/s (mean of {args.steps} steps after 2 "
                      "warm-up)"),
         (f"peak {'GPU' if device == 'cuda' else 'resident'} memory", f"{memory / 2**20:,.0f} MiB"),
-        (f"matmul peak, {env['precision']} (measured)", f"{peak / 1e9:,.0f} GFLOP/s"),
+        (f"matmul peak, {env.precision} (measured)", f"{peak / 1e9:,.0f} GFLOP/s"),
         ("MFU (4 x linear weights FLOPs/token)", f"{100 * mfu:.1f}%"),
     ]
     text = (f"QLoRA benchmark on {where}, {time.strftime('%Y-%m-%d')} (`python "

@@ -68,7 +68,7 @@ def training_throughput(steps: int, tmp: Path) -> dict:
     from peft import LoraConfig, get_peft_model
 
     from edu_qa import training
-    from qlora import RECIPE  # huggingface_lora.py's LoRA defaults (a test keeps them equal)
+    from edu_qa.recipe import LORA  # huggingface_lora.py's LoRA settings
 
     def script_run(name: str, *options: str) -> dict:
         out = ROOT / "outputs" / name
@@ -83,9 +83,9 @@ def training_throughput(steps: int, tmp: Path) -> dict:
 
     recipe_run = script_run("benchmark-lora")
     recipe, adapter_dir = recipe_run["tps"], recipe_run["adapter_dir"]
-    lora_config = LoraConfig(r=RECIPE["lora_r"], lora_alpha=RECIPE["lora_alpha"],
-                             lora_dropout=RECIPE["lora_dropout"],
-                             target_modules=RECIPE["target_modules"], task_type="CAUSAL_LM")
+    lora_config = LoraConfig(r=LORA.lora_r, lora_alpha=LORA.lora_alpha,
+                             lora_dropout=LORA.lora_dropout, target_modules=LORA.target_modules,
+                             task_type="CAUSAL_LM")
     tok = edu_qa.load_tokenizer(edu_qa.EMBEDDED_MODEL)
     train = edu_qa.training_subset(edu_qa.load_qa().split("train"), steps * 8, 0)
     train_ds, _ = training.chat_dataset(
@@ -126,8 +126,8 @@ def training_throughput(steps: int, tmp: Path) -> dict:
     from transformers import AutoModelForCausalLM
     nf4 = AutoModelForCausalLM.from_pretrained(
         edu_qa.embedded_model_folder(),
-        **training.quantization({"quantization": "4bit", "precision": recipe_run["precision"],
-                                 "device": "cpu"}))
+        **training.quantization(training.Device(device="cpu", quantization="4bit",
+                                                precision=recipe_run["precision"])))
     return {"recipe_tps": recipe, "plain_tps": plain_tps, "flops_per_token": flops_per_token,
             "precision": recipe_run["precision"], "device": recipe_run["device"],
             "qlora_tps": qlora_run["tps"], "fp32_bytes": fp32_bytes,

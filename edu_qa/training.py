@@ -1,25 +1,39 @@
 """The machinery around a LoRA training run that a student need not read to learn the method:
-device and precision, tokenized chats with the prompt masked, size and time estimates, the
-4-bit weight format, and the judge that scores the dev answers after every epoch.
+device and precision, size and time estimates, the 4-bit weight format, and tokenized
+multi-turn chats (the local service's files). The dev judge is dev_judge.py.
 
-huggingface_lora.py holds the method (LoraConfig, get_peft_model, Trainer) and calls these;
-the local fine-tuning service trains through the same recipe.
+huggingface_lora.py makes the method's library calls itself (LoraConfig, get_peft_model,
+TrainingArguments, Trainer, generate, save_pretrained, PeftModel.from_pretrained) and calls
+these for the rest; the local fine-tuning service (edu_qa/service) trains with the same
+settings, edu_qa/recipe.py.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import training_plan
 from .cli import UserError, notice, say, visible
-from .data import HERE, chat_messages
-from .local_model import disk_size, generate, load_local_model, machine, model_source
-from .scoring import score
+from .data import HERE
+from .local_model import load_local_model, model_source
+from .machine_facts import disk_size, machine
 
 
-def choose_device(execute: bool, precision: str, quantization: str) -> dict:
+@dataclass(frozen=True)
+class Device:
+    """Where training and answering run, decided once in step 1: device (cpu, cuda, mps),
+    precision (fp32, bf16), quantization (none, 4bit), and why, in words."""
+    device: str
+    precision: str
+    quantization: str
+    note: str = ""
+    precision_why: str = ""
+
+
+def choose_device(execute: bool, precision: str, quantization: str) -> Device:
     """Device, precision and weight format, decided once: a GPU only with --execute."""
     import torch
     device, why = "cpu", ""
@@ -40,8 +54,7 @@ def choose_device(execute: bool, precision: str, quantization: str) -> dict:
         quantization = "4bit" if device == "cuda" else "none"
     note = " (a GPU is present: --execute uses it)" \
         if not execute and torch.cuda.is_available() else ""
-    return {"device": device, "precision": precision, "quantization": quantization,
-            "note": note, "precision_why": why}
+    return Device(device, precision, quantization, note, why)
 
 
 BF16_MUST_WIN = 1.3  # bf16 changes the numerics: only worth it when clearly faster
@@ -149,7 +162,7 @@ def model_shape(name: str) -> dict | None:
             "vocab": config.vocab_size}
 
 
-def estimate(env: dict, shape: dict | None, train_ds, lora_r: int, batch_size: int,
+def estimate(device: Device, shape: dict | None, train_ds, lora_r: int, batch_size: int,
              epochs: float) -> dict:
     """Memory for training, from the model's shape, and how many training tokens. Time is not
     guessed: on a GPU one real step is timed once the model is loaded (time_one_step)."""
@@ -157,8 +170,8 @@ def estimate(env: dict, shape: dict | None, train_ds, lora_r: int, batch_size: i
     lines = [f"training tokens: {tokens_per_epoch} per epoch x {epochs} epochs"]
     if shape is None:
         return {"lines": lines + ["size unknown until the model is downloaded"]}
-    bytes_per_weight = {"4bit": 0.55, "none": 2 if env["precision"] == "bf16" else 4}
-    weights = shape["params"] * bytes_per_weight[env["quantization"]]
+    bytes_per_weight = {"4bit": 0.55, "none": 2 if device.precision == "bf16" else 4}
+    weights = shape["params"] * bytes_per_weight[device.quantization]
     lora = lora_r * shape["linear_in_out"]
     lora_bytes = lora * 16  # LoRA weights, their gradients and Adam's two moments, all fp32
     seq = max(len(x) for x in train_ds["input_ids"])
@@ -166,7 +179,7 @@ def estimate(env: dict, shape: dict | None, train_ds, lora_r: int, batch_size: i
     memory = weights + lora_bytes + activations
     lines += [f"memory estimate: {memory / 2**30:.2f} GiB (weights {weights / 2**30:.2f}, "
               f"LoRA+Adam {lora_bytes / 2**30:.3f}, activations {activations / 2**30:.2f})"]
-    if env["device"] == "cuda":
+    if device.device == "cuda":
         lines.append("time estimate: from one measured step, once the model is loaded")
     return {"lines": lines, "memory_bytes": memory, "lora_params": lora}
 
@@ -192,16 +205,16 @@ def measure_matmul_flops(device: str, precision: str, n: int | None = None,
     return 2 * n ** 3 * reps / (time.perf_counter() - start)
 
 
-def plan_training(env: dict, shape: dict | None, train_ds, batch_size: int, epochs: float,
+def plan_training(device: Device, shape: dict | None, train_ds, batch_size: int, epochs: float,
                   lora_params: int = 0) -> dict:
     """On a GPU: batch, accumulation, checkpointing, compile and attention from its free
     memory (training_plan.choose); on a CPU, the settings as given."""
     return training_plan.choose(
-        device=env["device"], effective_batch=batch_size,
+        device=device.device, effective_batch=batch_size,
         seq_len=max(len(x) for x in train_ds["input_ids"]), shape=shape,
-        quantization=env["quantization"], precision=env["precision"], lora_params=lora_params,
+        quantization=device.quantization, precision=device.precision, lora_params=lora_params,
         steps=math.ceil(len(train_ds) / batch_size * epochs),
-        free_bytes=free_gpu_memory(env["device"]))
+        free_bytes=free_gpu_memory(device.device))
 
 
 def free_gpu_memory(device: str) -> int | None:
@@ -211,22 +224,22 @@ def free_gpu_memory(device: str) -> int | None:
     return torch.cuda.mem_get_info()[0]
 
 
-def time_one_step(env: dict, model, tok, train_ds, batch_size: int, epochs: float) -> str:
+def time_one_step(device: Device, plan: dict, model, tok, train_ds, batch_size: int,
+                  epochs: float) -> str:
     """On a GPU: one real training step timed, then steps x that."""
     from transformers import DataCollatorForSeq2Seq
-    plan = env["train"]
     rows = [train_ds[i] for i in range(min(plan["per_device_batch"], len(train_ds)))]
     batch = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)(rows)
-    seconds = training_plan.time_step(model, {k: v.to(env["device"]) for k, v in batch.items()})
+    seconds = training_plan.time_step(model, {k: v.to(device.device) for k, v in batch.items()})
     steps = math.ceil(len(train_ds) / batch_size * epochs) * plan["accumulation"]
     return (f"time estimate: {steps * seconds / 60:.1f} min of training steps ({steps} x "
             f"{seconds:.3f} s, one step of {len(rows)} examples measured); each epoch's dev "
             "evaluation and checkpoint, and compiling if on, come on top")
 
 
-def quantization(env: dict) -> dict:
+def quantization(device: Device) -> dict:
     """from_pretrained arguments for the base weights: none, or 4-bit NF4 (bitsandbytes)."""
-    if env["quantization"] != "4bit":
+    if device.quantization != "4bit":
         return {}
     import torch
     from transformers import BitsAndBytesConfig
@@ -241,139 +254,27 @@ def quantization(env: dict) -> dict:
         bnb_4bit_use_double_quant=True,        # also quantize the scales: ~0.4 bit/param
         # the dtype the 4-bit weights are unpacked to for each matmul: bf16 where native,
         # fp16 on older GPUs, fp32 on a CPU without bf16 (fp16 is emulated there too)
-        bnb_4bit_compute_dtype=torch.bfloat16 if env["precision"] == "bf16"
-        else torch.float16 if env["device"] == "cuda" else torch.float32)}
+        bnb_4bit_compute_dtype=torch.bfloat16 if device.precision == "bf16"
+        else torch.float16 if device.device == "cuda" else torch.float32)}
 
 
-def place_for_training(model, env: dict):
+def place_for_training(model, device: Device, checkpointing: bool = True):
     """The loaded base on its device; a 4-bit base prepared for training (norms in fp32 and,
     unless the GPU has room without it, gradient checkpointing: QLoRA's memory recipe)."""
     from peft import prepare_model_for_kbit_training
-    if env["quantization"] == "4bit":  # already placed by bitsandbytes
+    if device.quantization == "4bit":  # already placed by bitsandbytes
         return prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=env.get("train", {}).get("checkpointing", True),
+            model, use_gradient_checkpointing=checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False})
-    return model.to(env["device"]) if env["device"] != "cpu" else model
+    return model.to(device.device) if device.device != "cpu" else model
 
 
-def judge_answers(trainer, tok, dev, max_new_tokens: int, batch_size: int):
-    """With dev questions: a DevAnswers judge on the trainer, run once now (the base model,
-    epoch 0) and after every epoch's evaluation. Without: None."""
-    if dev is None:
-        return None
-    judge = DevAnswers(tok, dev, max_new_tokens, batch_size)
-    trainer.add_callback(judge_callback(judge))
-    trainer.evaluate()
-    return judge
-
-
-def judge_callback(judge):
-    """The Trainer callback that runs the judge after every evaluation."""
-    from transformers import TrainerCallback
-
-    class Judge(TrainerCallback):
-        def on_evaluate(self, args, state, control, **kwargs):
-            judge.on_evaluate(args, state, control, **kwargs)
-    return Judge()
-
-
-class DevAnswers:
-    """Called by Trainer after each evaluation: generate the dev answers with the model as it
-    is now, score them (accuracy and F1, the metric of step 5), and hand Trainer the score it
-    keeps the best checkpoint by: dev accuracy, ties broken by dev F1."""
-
-    def __init__(self, tok, dev, max_new_tokens: int, batch_size: int):
-        self.tok, self.dev, self.rows = tok, dev, []
-        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
-
-    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        start, was_training = time.perf_counter(), model.training
-        # answer as step 5 will: in the weights' precision, outside bf16 training's autocast
-        wrapper = model.__dict__.get("forward")  # accelerate's, while training in bf16
-        model.eval()
-        try:
-            if wrapper is not None and "_original_forward" in model.__dict__:
-                model.forward = model._original_forward
-            answers, _ = generate(model, self.tok, [chat_messages(ex.question) for ex in self.dev],
-                                  self.max_new_tokens, self.batch_size)
-        finally:
-            if wrapper is not None:
-                model.forward = wrapper
-            model.train(was_training)
-        scores = score(self.dev, answers)
-        metrics.update(eval_dev_accuracy=scores["accuracy"], eval_dev_f1=scores["f1"],
-                       eval_dev_score=scores["accuracy"] + scores["f1"] / 1000)
-        train_loss = [r["loss"] for r in state.log_history if "loss" in r]
-        self.rows.append({"epoch": round(state.epoch or 0), "step": state.global_step,
-                          "train_loss": train_loss[-1] if train_loss else None,
-                          "dev_loss": metrics.get("eval_loss"),
-                          "dev_accuracy": scores["accuracy"], "dev_f1": scores["f1"],
-                          "seconds": round(time.perf_counter() - start, 1)})
-
-    def choose(self, console) -> str:
-        """'base' or 'epoch N': the best on dev; the base wins ties (training must earn it)."""
-        console.print("epoch | train loss | dev loss | dev accuracy | dev F1")
-        for r in self.rows:
-            loss = f"{r['train_loss']:.3f}" if r["train_loss"] is not None else "–"
-            console.print(f"{r['epoch']:>5} | {loss:>10} | {r['dev_loss']:8.3f} | "
-                          f"{r['dev_accuracy']:12.2f} | {r['dev_f1']:.2f}")
-        console.print(f"(generating and scoring the dev answers took "
-                      f"{sum(r['seconds'] for r in self.rows):.0f} s in all)")
-        base, *trained = self.rows
-        best = max(trained, key=lambda r: (r["dev_accuracy"], r["dev_f1"]), default=None)
-        if best is None or (best["dev_accuracy"], best["dev_f1"]) <= \
-                (base["dev_accuracy"], base["dev_f1"]):
-            console.print("kept: the BASE model. No epoch answered the dev questions better than "
-                          "the untrained model, so training did not help on this data and the "
-                          "adapter is not used (lower loss does not mean more right answers).")
-            notice(console, epochs_in_words(self.rows))
-            return "base"
-        console.print(f"kept: epoch {best['epoch']}, the best dev accuracy "
-                      f"({best['dev_accuracy']:.2f}, F1 {best['dev_f1']:.2f}; base "
-                      f"{base['dev_accuracy']:.2f}, F1 {base['dev_f1']:.2f})")
-        notice(console, epochs_in_words(self.rows))
-        return f"epoch {best['epoch']}"
-
-
-def epochs_in_words(rows: list[dict]) -> str:
-    """What the epoch table shows, in a sentence: do the loss and the answers agree?"""
-    base, last = rows[0], rows[-1]
-    trained = [r["train_loss"] for r in rows if r["train_loss"] is not None]
-    text = (f"training loss fell {trained[0]:.2f} -> {trained[-1]:.2f} and dev loss "
-            f"{base['dev_loss']:.2f} -> {last['dev_loss']:.2f}, while dev accuracy went "
-            f"{base['dev_accuracy']:.2f} -> {last['dev_accuracy']:.2f}") if trained else ""
-    gap = (last["dev_loss"] - trained[-1]) if trained else 0
-    if gap > 0.2:
-        text += (f"; the gap between dev and training loss ({gap:.2f}) is what the model "
-                 "memorized rather than learned")
-    return text + ". The answers, not the loss, chose what was kept."
-
-
-def reload_check(model_name: str, env: dict, adapter_dir: Path, rows: list[dict],
-                 max_new_tokens: int, console=None) -> dict:
-    """Load the saved adapter into a FRESH base model (as a user would: 4-bit again after
-    QLoRA) and check that it gives the same answers as the model just trained."""
-    import torch
-    from peft import PeftModel
-    base, tok = load_local_model(model_name, dtype=torch.float32, **quantization(env))
-    reloaded = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
-    check = rows[:3]
-    answers, _ = generate(reloaded, tok, [chat_messages(r["question"]) for r in check],
-                          max_new_tokens)
-    result = {"checked": len(check),
-              "identical": sum(a == r["after"] for a, r in zip(answers, check))}
-    if console is not None:
-        console.print(f"reload check (PeftModel.from_pretrained on a fresh base): "
-                      f"{result['identical']}/{result['checked']} answers identical")
-    return result
-
-
-def merge(model_name: str, env: dict, adapter_dir: Path, output_dir: str, console) -> Path:
+def merge(model_name: str, device: Device, adapter_dir: Path, output_dir: str, console) -> Path:
     """A standalone model with the adapter folded into the weights. A 4-bit base cannot take
     the merge exactly, so the base is reloaded in bf16 first."""
     import torch
     from peft import PeftModel
-    dtype = torch.bfloat16 if env["quantization"] == "4bit" else torch.float32
+    dtype = torch.bfloat16 if device.quantization == "4bit" else torch.float32
     out = Path(output_dir) / "merged"
     base, tok = load_local_model(model_name, dtype=dtype)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
@@ -403,7 +304,8 @@ def show_example(console, tok, train_ds, cut_lines: list[int], max_length: int,
            "context it is given, not text it must produce")
 
 
-def needs_execute(model: str, shape: dict | None, env: dict, free_max_params: int) -> list[str]:
+def needs_execute(model: str, shape: dict | None, device: Device,
+                  free_max_params: int) -> list[str]:
     """Why this run would cost (a download, a large model, 4-bit loading): empty when free."""
     reasons = []
     if shape is None:
@@ -411,7 +313,7 @@ def needs_execute(model: str, shape: dict | None, env: dict, free_max_params: in
     elif shape["params"] > free_max_params:
         reasons.append(f"{shape['params'] / 1e6:,.0f}M parameters is over the "
                        f"{free_max_params / 1e6:.0f}M free limit")
-    if env["quantization"] == "4bit":
+    if device.quantization == "4bit":
         reasons.append("4-bit loading (QLoRA, bitsandbytes)")
     return reasons
 
@@ -430,83 +332,10 @@ def quiet_trainer(trainer, show_progress: bool) -> None:
         trainer.add_callback(BarOnly())
 
 
-def save_adapter(trainer, model, tok, output_dir: str, seconds: float, tokens: int,
-                 console) -> Path:
-    """The trained adapter (a few MB) saved once, on the main process, with its tokenizer."""
-    # bf16 training leaves forward wrapped in autocast: unwrapped, the model answers in its
-    # weights' own precision, exactly as a reloaded adapter does
-    trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    adapter_dir = Path(output_dir) / "adapter"
-    trainer.save_model(str(adapter_dir))  # on the main process only: one adapter
-    if trainer.is_world_process_zero():
-        tok.save_pretrained(str(adapter_dir))
-    console.print(f"trained in {seconds:.1f} s | {tokens / seconds:.0f} tokens/s | adapter: "
-                  f"{adapter_dir} ({disk_size(adapter_dir) / 1e6:.1f} MB)")
-    return adapter_dir
-
-
-def answer(model, tok, chats: list[list[dict]], max_new_tokens: int, batch_size: int,
-           adapter: bool = True):
-    """(answers, tokens generated), greedy, the LoRA adapter on or off (off: the base model,
-    since LoRA only adds to frozen weights)."""
-    import contextlib
-    with contextlib.nullcontext() if adapter else model.disable_adapter():
-        return generate(model, tok, chats, max_new_tokens, batch_size)
-
-
-def results(method: str, cfg, data, train, env: dict, tok, scores, rows, inference: dict,
-            trained: dict, *, trainable: int, total: int, reload, merged, prepared: float,
-            start: float) -> dict:
-    """results/huggingface_lora.json: what step 6 compares, and what the run did."""
-    from .local_model import describe_model
-    from .results import artifact, new_results
-    name = describe_model(cfg.model)
-    use_adapter = trained["kept"] != "base"
-    return new_results(
-        method, cfg, data, model=name, train=train, scores=scores, rows=rows,
-        before_source=inference["source"], trainable_params=trainable, total_params=total,
-        tuned_model=f"{name} + LoRA r={cfg.lora_r}" if use_adapter
-        else f"{name} (base kept: no epoch beat it on dev)",
-        versions=env["versions"], artifact=artifact(trained["adapter_dir"]),
-        prompt_template=tok.apply_chat_template(chat_messages("{question}"), tokenize=False,
-                                                add_generation_prompt=True),
-        wall_time_s={"prepare": prepared, "tune": trained["seconds"],
-                     "infer_per_question": inference["per_question"],
-                     "total": time.perf_counter() - start},
-        tokens={"training": trained["tokens"], "inference": inference["tokens"],
-                "training_per_s": round(trained["tokens"] / trained["seconds"], 1)},
-        extra={"device": env["device"], "precision": env["precision"],
-               "quantization": env["quantization"], "train_log": trained["log"],
-               "reload_check": reload, "resumed": trained["resumed"],
-               "epochs": trained["epochs"], "kept": trained["kept"],
-               "merged_model": str(merged) if merged else None})
-
-
-def before_and_after(model, tok, data, env: dict, model_name: str, max_new_tokens: int,
-                     batch_size: int, use_adapter: bool, console, results_dir):
-    """Step 5's answers to the test questions: before = the base (adapter off), shared by
-    every method as results/baseline.json, except a 4-bit base, which is another model and
-    answers for itself; after = the adapter on (or the base again, if step 4 kept it).
-    Returns (before, after, where before came from, tokens generated)."""
-    from .results import plain_prompt_baseline
-    test = data.split("test")
-    model.eval()
-    generated = []
-
-    def ask(chats, adapter: bool):
-        answers, tokens = answer(model, tok, chats, max_new_tokens, batch_size, adapter)
-        generated.append(tokens)
-        return answers
-    chats = [chat_messages(ex.question) for ex in test]
-    if env["quantization"] == "4bit":
-        before = ask(chats, adapter=False)
-        source = {"kind": "the 4-bit base model, plain prompt", "this_run": True}
-    else:
-        before, source = plain_prompt_baseline(model_name, data, max_new_tokens,
-                                               lambda c: ask(c, adapter=False), console,
-                                               results_dir)
-    after = ask(chats, adapter=True) if use_adapter else before
-    return before, after, source, sum(generated)
+def is_main_process() -> bool:
+    """False in all but one of the processes `accelerate launch` starts."""
+    from accelerate import PartialState
+    return PartialState().is_main_process
 
 
 def checkpoint_to_resume(resume: bool, output_dir: str, console) -> bool | None:

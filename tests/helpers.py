@@ -32,15 +32,35 @@ def make_results(data, method, *, dry_run=False, sha=None, before_right=6, after
     return res
 
 
-def tiny_setup(tiny_model, out, **overrides):
-    """The LoRA recipe's steps 1-3 on the tiny test model: ready to tune()."""
+def tiny_setup(tiny_model, out, dev_questions: int = 4, **overrides):
+    """The LoRA recipe's steps 1-3 on the tiny test model, as the script runs them: a
+    namespace ready for tune(s) below (cfg, device, configured, model, tok, formatted, dev,
+    console, run)."""
+    import types
+
     import huggingface_lora as lora
     cfg = lora.Config(model=str(tiny_model), output_dir=str(out), train_size=16, batch_size=4,
-                      learning_rate=3e-3, verify_reload=False, **overrides)
+                      learning_rate=3e-3, verify_reload=False, results_dir=str(out / "results"),
+                      **overrides)
     console = edu_qa.console()
-    data, train, dev, test, env = lora.prepare_data(cfg, console)
+    prepared = lora.prepare_data(cfg, console)
+    run = edu_qa.Run.start(lora.METHOD, cfg, prepared.data, prepared.train, cfg.model)
     tok = edu_qa.load_tokenizer(cfg.model)
-    train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev[:4], console)
-    lora_config, _, _ = lora.configure_model(cfg, env, train_ds, console)
-    model, tok, _, _ = lora.load_model(cfg, env, lora_config, console)
-    return cfg, env, model, tok, train_ds, dev_ds, console
+    dev = prepared.dev[:dev_questions]
+    formatted = lora.convert_format(cfg, tok, prepared.train, dev, console)
+    configured = lora.configure_model(cfg, prepared.where, formatted.train, console)
+    model, tok, _, _ = lora.load_model(cfg, prepared.where, configured, console)
+    return types.SimpleNamespace(cfg=cfg, device=prepared.where, configured=configured,
+                                 model=model, tok=tok, formatted=formatted, dev=dev,
+                                 console=console, run=run, prepared=prepared)
+
+
+def tune(s):
+    """huggingface_lora.tune on a tiny_setup namespace: the Tuned record."""
+    import huggingface_lora as lora
+    return lora.tune(s.cfg, s.device, s.configured, s.model, s.tok, s.formatted, s.dev,
+                     s.console, s.run)
+
+
+def train_losses(s) -> list[float]:
+    return [r["loss"] for r in s.run.results["extra"]["train_log"] if "loss" in r]

@@ -95,18 +95,19 @@ def through_every_script(path, out, tokenizer):
                         (dspy_example, dspy_example.Config(data=str(path),
                                                            output_dir=str(out / "dspy")))):
         console = recording_console()
-        data, train, dev, test, env = script.prepare_data(cfg, console)
+        prepared = script.prepare_data(cfg, console)
+        data, train, dev, test = prepared.data, prepared.train, prepared.dev, prepared.test
         if script is oft:
             try:
-                converted = oft.convert_format(cfg, data, train, dev, console)
+                formatted = oft.convert_format(cfg, data, train, dev, console)
             except edu_qa.UserError as err:  # OpenAI's own rules: before anything is written
                 assert str(err).startswith(str(path)) and not (out / "oft").exists()
             else:  # every line of the training file reads back as what was converted
-                lines = converted["train_path"].read_text(encoding="utf-8").split("\n")
-                assert [json.loads(x) for x in lines if x] == converted["examples"]
+                lines = formatted.train_path.read_text(encoding="utf-8").split("\n")
+                assert [json.loads(x) for x in lines if x] == formatted.examples
         elif script is lora:
-            train_ds, dev_ds = lora.convert_format(cfg, tokenizer, train, dev, console)
-            assert len(train_ds) == len(train)
+            formatted = lora.convert_format(cfg, tokenizer, train, dev, console)
+            assert len(formatted.train) == len(train)
         else:
             dspy_example.convert_format(cfg, train, console)
         printed.append(console.file.getvalue())

@@ -9,33 +9,38 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy_example as ex  # noqa: E402
 import edu_qa  # noqa: E402
 from conftest import ROOT  # noqa: E402
-from edu_qa import dspy_engine  # noqa: E402
+from edu_qa import dspy_costs, dspy_engine  # noqa: E402
 
 
 def setup(argv):
     cfg = ex.Config(**argv)
     console = edu_qa.console()
-    data, train, dev, test, env = ex.prepare_data(cfg, console)
-    signature, adapter = ex.convert_format(cfg, train, console)
-    return cfg, console, data, train, dev, test, env, signature, adapter
+    prepared = ex.prepare_data(cfg, console)
+    formatted = ex.convert_format(cfg, prepared.train, console)
+    return (cfg, console, prepared.data, prepared.train, prepared.dev, prepared.test,
+            prepared, formatted.signature, formatted.adapter)
 
 
 def test_program_wiring_with_dummy_lm(tmp_path):
     import dspy
     from dspy.utils.dummies import DummyLM
-    cfg, console, data, train, dev, test, env, signature, adapter = setup(
-        {"output_dir": str(tmp_path), "optimizer": "labeled", "train_size": 5, "threads": 1})
+    cfg, console, data, train, dev, test, prepared, signature, adapter = setup(
+        {"output_dir": str(tmp_path), "optimizer": "labeled", "train_size": 5, "threads": 1,
+         "results_dir": str(tmp_path / "results")})
     assert len(train) == 5 and set(train[0].inputs().keys()) == {"question"}
     lm = DummyLM([{"answer": "Carbon dioxide. Plants take it in."}] * 200, adapter=adapter)
     dspy.configure(lm=lm, adapter=adapter)
-    program = dspy.Predict(signature)
-    kept, tuned = ex.tune(cfg, program, train, dev[:4], ex.make_metric(), console)
-    assert tuned["demos"] == 4  # LabeledFewShot: k demos from train, no LM calls
-    assert tuned["report"]["lm_calls"] == 0 and tuned["report"]["examples_looked_at"] == 0
+    configured = ex.Configured(lm, None, dspy.Predict(signature),
+                               ex.build_optimizer(cfg, ex.make_metric()))
+    run = edu_qa.Run.start(ex.METHOD, cfg, data, train, "dummy")
+    tuned = ex.tune(cfg, configured, train, dev[:4], set(), console, run)
+    report = run.results["extra"]["optimizer_report"]
+    assert len(tuned.optimized.predictors()[0].demos) == 4  # LabeledFewShot: k demos, no LM calls
+    assert report["lm_calls"] == 0 and report["examples_looked_at"] == 0
     # the same answers with and without demos: not better on dev, so the zero-shot is kept
-    assert tuned["kept"] == "zero-shot" and kept.predictors()[0].demos == []
-    assert tuned["path"].exists()
-    pred = kept(question=test[0].question)
+    assert tuned.kept == "zero-shot" and tuned.model.predictors()[0].demos == []
+    assert tuned.artifact.exists()
+    pred = tuned.model(question=test[0].question)
     assert pred.answer == "Carbon dioxide. Plants take it in."
 
 
@@ -43,7 +48,7 @@ def test_small_chat_adapter_speaks_the_models_own_chat_format():
     """Zero-shot, the program sends exactly the plain prompt every method starts from; demos
     are earlier user/assistant turns; the reply is the answer, whole (nothing to fail to
     parse). ChatAdapter, one flag away, adds its field markers."""
-    cfg, console, data, train, dev, test, env, signature, adapter = setup({})
+    cfg, console, data, train, dev, test, prepared, signature, adapter = setup({})
     question = test[0].question
     assert adapter.format(signature, demos=[], inputs={"question": question}) == \
         edu_qa.chat_messages(question)
@@ -83,7 +88,7 @@ def test_local_engine_answers_and_program_round_trips(tmp_path):
     """The embedded model behind DSPy's custom-engine interface: real output, parsed; the
     saved program, reloaded, gives identical predictions."""
     import dspy
-    cfg, console, data, train, dev, test, env, signature, adapter = setup(
+    cfg, console, data, train, dev, test, prepared, signature, adapter = setup(
         {"output_dir": str(tmp_path), "max_new_tokens": 40})
     engine = dspy_engine.LocalEngine(cfg.model, cfg.max_new_tokens)
     lm = dspy.LM("local/embedded", engine=engine, temperature=0.0, cache=False,
@@ -115,10 +120,10 @@ def test_hosted_lm_without_execute_prints_plan_and_opens_no_socket(tmp_path, no_
 
 
 def test_plan_counts_calls_and_prices_tokens():
-    calls = dspy_engine.plan_calls("bootstrap", 8, n_train=72, n_dev=24, n_test=24)
+    calls = dspy_costs.plan_calls("bootstrap", 8, n_train=72, n_dev=24, n_test=24)
     # dev: zero-shot and optimized; test: the plain prompt, zero-shot and optimized
     assert calls == {"optimize": 72, "evaluate": 2 * 24 + 3 * 24, "total": 192}
-    assert dspy_engine.plan_calls("labeled", 8, 72, 24, 24)["optimize"] == 0
+    assert dspy_costs.plan_calls("labeled", 8, 72, 24, 24)["optimize"] == 0
 
 
 def test_hosted_lm_execute_without_key_exits_2(tmp_path, no_network, monkeypatch, capsys):

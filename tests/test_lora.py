@@ -10,22 +10,30 @@ import pytest
 import edu_qa
 import huggingface_lora as lora
 from conftest import ROOT
-from edu_qa import training
-from helpers import tiny_setup
+from edu_qa import dev_judge, training
+from helpers import tiny_setup, train_losses, tune
 
 SCRIPT = ROOT / "huggingface_lora.py"
 
 
 def test_prompt_tokens_are_masked(embedded_tokenizer):
+    """The script's own tokenization: loss on the answer only, the same tokens the service's
+    multi-turn tokenization gives a one-turn chat."""
     tok = embedded_tokenizer
     messages = edu_qa.chat_messages("What is the chemical symbol for gold?")
     prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    ex = training.tokenize_chat(tok, messages + [{"role": "assistant", "content": "Au."}],
-                            max_length=512)
+    qa = edu_qa.QA(question="What is the chemical symbol for gold?", answer="Au.", key="Au",
+                   subject="chemistry", split="train", line=1)
+    ex = lora.tokenize(tok, qa, max_length=512)
     n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
     assert ex["labels"][:n_prompt] == [-100] * n_prompt
     assert ex["labels"][n_prompt:] == ex["input_ids"][n_prompt:]
     assert tok.decode(ex["input_ids"][n_prompt:]).startswith("Au.")
+    assert ex["cut"] is False
+    chat = training.tokenize_chat(tok, messages + [{"role": "assistant", "content": "Au."}],
+                                  max_length=512)
+    assert chat == {k: v for k, v in ex.items() if k != "cut"}
+    assert lora.tokenize(tok, qa, max_length=10)["cut"] is True
 
 
 def test_every_assistant_turn_carries_loss_unless_its_weight_is_0(embedded_tokenizer):
@@ -51,21 +59,16 @@ def test_tiny_model_trains_saves_and_reloads_identically(tmp_path, tiny_model, p
     fresh base gives the trained model's logits bit for bit."""
     import torch
     from peft import PeftModel
-    cfg = lora.Config(model=str(tiny_model), output_dir=str(tmp_path / "out"), train_size=16,
-                      epochs=4, learning_rate=3e-3, batch_size=4, precision=precision)
-    console = edu_qa.console()
-    data, train, dev, test, env = lora.prepare_data(cfg, console)
-    assert env["precision"] == precision
-    tok = edu_qa.load_tokenizer(cfg.model)
-    train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev, console)
-    lora_config, shape, reasons = lora.configure_model(cfg, env, train_ds, console)
-    assert reasons == []  # small and local: free to train without --execute
-    model, tok, trainable, total = lora.load_model(cfg, env, lora_config, console)
+    s = tiny_setup(tiny_model, tmp_path / "out", epochs=4, precision=precision,
+                   judge_on_dev=False)
+    assert s.device.precision == precision
+    assert s.configured.needs_execute == []  # small and local: free to train without --execute
+    trainable, total = s.model.get_nb_trainable_parameters()
     assert 0 < trainable < total
-    trainer, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
-    losses = [r["loss"] for r in trained["log"] if "loss" in r]
+    tuned = tune(s)
+    losses = train_losses(s)
     assert losses[-1] < losses[0], losses
-    adapter = trained["adapter_dir"]
+    adapter, model, tok, cfg = tuned.artifact, s.model, s.tok, s.cfg
     assert (adapter / "adapter_config.json").exists()
     assert (adapter / "adapter_model.safetensors").exists()
 
@@ -161,7 +164,7 @@ def test_embedded_model_short_training_and_answers(tmp_path):
     ([(0.75, 0.2), (0.38, 0.35)], "base"),               # terser answers, fewer facts
 ])
 def test_the_kept_model_is_never_worse_on_dev_than_the_base(rows, kept, capsys):
-    judge = training.DevAnswers(None, [], max_new_tokens=8, batch_size=4)
+    judge = dev_judge.DevAnswers(None, [], max_new_tokens=8, batch_size=4)
     judge.rows = [{"epoch": i, "train_loss": None if i == 0 else 1.0, "dev_loss": 1.0,
                    "dev_accuracy": a, "dev_f1": f, "seconds": 1.0}
                   for i, (a, f) in enumerate(rows)]
@@ -190,29 +193,29 @@ def test_two_process_data_parallel_writes_one_adapter(tmp_path, tiny_model):
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_model, monkeypatch):
     from transformers import Trainer
     out = tmp_path / "out"
-    cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(tiny_model, out, epochs=1)
-    lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
+    tune(tiny_setup(tiny_model, out, epochs=1, judge_on_dev=False))
     assert (out / "checkpoint-4").is_dir()  # one checkpoint per epoch: 16 examples / 4
 
     steps = []
     real_step = Trainer.training_step
     monkeypatch.setattr(Trainer, "training_step",
                         lambda self, *a, **kw: steps.append(1) or real_step(self, *a, **kw))
-    cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(tiny_model, out, epochs=2,
-                                                                 resume=True)
-    trainer, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
-    assert trained["resumed"] is True
-    assert trainer.state.global_step == 8 and len(steps) == 4  # only the second epoch ran
+    s = tiny_setup(tiny_model, out, epochs=2, resume=True, judge_on_dev=False)
+    tune(s)
+    assert s.run.results["extra"]["resumed"] is True
+    assert s.run.results["extra"]["train_log"][-1]["step"] == 8
+    assert len(steps) == 4  # only the second epoch ran
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_merge_writes_a_standalone_model_with_the_same_outputs(tmp_path, tiny_model, precision):
     import torch
     from transformers import AutoModelForCausalLM
-    cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(
-        tiny_model, tmp_path / "out", epochs=1, precision=precision)
-    _, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
-    merged_dir = training.merge(cfg.model, env, trained["adapter_dir"], tmp_path, console)
+    s = tiny_setup(tiny_model, tmp_path / "out", epochs=1, precision=precision,
+                   judge_on_dev=False)
+    tuned = tune(s)
+    model, tok = s.model, s.tok
+    merged_dir = training.merge(s.cfg.model, s.device, tuned.artifact, tmp_path, s.console)
     assert merged_dir == tmp_path / "merged"
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     assert not any("lora" in name for name, _ in merged.named_parameters())
@@ -233,29 +236,30 @@ def test_qlora_trains_a_4bit_base_reloads_it_identically_and_merges_in_bf16(tmp_
     import bitsandbytes as bnb
     import torch
     from peft import PeftModel
-    cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(
-        tiny_model, tmp_path / "out", epochs=4, quantization="4bit", execute=True,
-        precision=precision)
+    s = tiny_setup(tiny_model, tmp_path / "out", epochs=4, quantization="4bit", execute=True,
+                   precision=precision, judge_on_dev=False)
+    model, tok, cfg, device = s.model, s.tok, s.cfg, s.device
     up = model.get_base_model().model.layers[0].mlp.up_proj.base_layer
     assert isinstance(up, bnb.nn.Linear4bit)
     assert up.weight.quant_state.quant_type == "nf4" and up.weight.quant_state.nested
-    trainer, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console)
-    losses = [r["loss"] for r in trained["log"] if "loss" in r]
+    tuned = tune(s)
+    losses = train_losses(s)
     assert losses[-1] < losses[0], losses
 
-    base, _ = edu_qa.load_local_model(cfg.model, dtype=torch.float32, **training.quantization(env))
-    reloaded = PeftModel.from_pretrained(base, str(trained["adapter_dir"])).eval()
+    base, _ = edu_qa.load_local_model(cfg.model, dtype=torch.float32,
+                                      **training.quantization(device))
+    reloaded = PeftModel.from_pretrained(base, str(tuned.artifact)).eval()
     model.eval()
     batch = tok(["<|im_start|>user\nWhat is DNA?<|im_end|>"], return_tensors="pt")
     with torch.no_grad():
-        tuned = model(**batch).logits
+        logits = model(**batch).logits
         again = reloaded(**batch).logits.float()
     if precision == "fp32" and not training.cpu_has_native_bf16():
-        assert torch.equal(tuned, again)
+        assert torch.equal(logits, again)
     else:  # bf16 compute, or bitsandbytes' bf16 CPU kernel where the CPU has native bf16:
         # the two agree within bf16's relative step (2^-8)
-        assert (tuned - again).abs().max() <= 2 * 2 ** -8 * tuned.abs().max()
-    merged_dir = training.merge(cfg.model, env, trained["adapter_dir"], tmp_path, console)
+        assert (logits - again).abs().max() <= 2 * 2 ** -8 * logits.abs().max()
+    merged_dir = training.merge(cfg.model, device, tuned.artifact, tmp_path, s.console)
     assert merged_dir == tmp_path / "merged"
     config = json.loads((merged_dir / "config.json").read_text())
     assert "quantization_config" not in config and config["dtype"] == "bfloat16"
@@ -275,9 +279,9 @@ def test_embedded_model_loads_in_4bit(embedded_tokenizer):
     """transformers cannot quantize while reading GGUF; the converted folder it can."""
     import bitsandbytes as bnb
     import torch
-    env = {"quantization": "4bit", "precision": "fp32", "device": "cpu"}
+    device = training.Device(device="cpu", precision="fp32", quantization="4bit")
     model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, dtype=torch.float32,
-                                         **training.quantization(env))
+                                         **training.quantization(device))
     assert isinstance(model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
     assert model.name_or_path == str(edu_qa.embedded_model_folder())
     answers, _ = edu_qa.generate(model, tok, [edu_qa.chat_messages("What is 2 + 2?")], 12)
@@ -301,15 +305,22 @@ def test_qlora_benchmark_runs_the_scripts_recipe_on_a_model_shape(tmp_path):
     assert "| MFU (4 x linear weights FLOPs/token) |" in table
 
 
-def test_qlora_benchmark_measures_the_scripts_lora_defaults():
-    """The benchmark keeps its own copy of the recipe's defaults (it imports no teaching
-    script): a change to the script's defaults must reach it."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("qlora_bench", ROOT / "benchmarks/qlora.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_the_script_the_service_and_the_benchmark_share_one_recipe():
+    """edu_qa/recipe.py holds the LoRA settings: the script's defaults are its values, and
+    neither the service nor the benchmarks import a teaching script (nor copy the values)."""
+    from edu_qa.recipe import LORA
     defaults = lora.Config()
-    assert bench.RECIPE == {k: getattr(defaults, k) for k in bench.RECIPE}
+    assert {k: getattr(defaults, k) for k in ("lora_r", "lora_alpha", "lora_dropout",
+                                               "target_modules", "epochs", "learning_rate",
+                                               "batch_size", "max_length")} == \
+        {k: v for k, v in LORA.as_dict().items() if hasattr(defaults, k)}
+    teaching = ("huggingface_lora", "dspy_example", "openai_finetune")
+    for path in [*(ROOT / "edu_qa").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py"),
+                 ROOT / "finetune_service.py", ROOT / "report.py", ROOT / "seeds.py",
+                 ROOT / "data_needs.py"]:
+        text = path.read_text()
+        for name in teaching:
+            assert f"import {name}" not in text and f"from {name} " not in text, (path, name)
 
 
 @pytest.mark.slow

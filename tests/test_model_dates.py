@@ -7,13 +7,13 @@ import pytest
 
 import edu_qa
 from conftest import ROOT
-from edu_qa import dspy_engine, model_dates, openai_jobs
+from edu_qa import dspy_costs, model_dates, openai_costs
 
 
 def test_every_openai_model_in_the_price_tables_has_a_date():
-    for model in openai_jobs.MODELS:
+    for model in openai_costs.MODELS:
         assert model_dates.shutdown(model), model
-    for lm in dspy_engine.PRICES:
+    for lm in dspy_costs.PRICES:
         if lm.startswith("openai/") and lm != "openai/gpt-4o":  # an alias: no date announced
             assert model_dates.shutdown(lm), lm
 

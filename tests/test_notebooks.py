@@ -34,8 +34,8 @@ def test_lora_runs_as_a_notebook(tmp_path, tiny_model):
         "--model", str(tiny_model), "--train-size", "8", "--epochs", "1", "--batch-size", "4",
         "--max-new-tokens", "4", "--no-verify-reload", "--output-dir", str(tmp_path / "out"),
         "--results-dir", str(tmp_path / "results")],
-        '{"train": len(train_ds), "kept": trained["kept"], "n": scores["after"]["n"], '
-        '"results": results["method"]}')
+        '{"train": len(formatted.train), "kept": tuned.kept, "n": answered.scores["after"]["n"], '
+        '"results": run.results["method"]}')
     assert seen == {"train": 8, "kept": seen["kept"], "n": 152, "results": "huggingface_lora"}
     assert (tmp_path / "results" / "huggingface_lora.json").exists()
 
@@ -46,8 +46,8 @@ def test_dspy_runs_as_a_notebook(tmp_path, tiny_model):
         "--model", str(tiny_model), "--optimizer", "labeled", "--train-size", "4",
         "--max-new-tokens", "4", "--output-dir", str(tmp_path / "out"),
         "--results-dir", str(tmp_path / "results")],
-        '{"demos": tuned["demos"], "stages": sorted(inference["stages"]), '
-        '"n": scores["after"]["n"]}')
+        '{"demos": len(tuned.optimized.predictors()[0].demos), '
+        '"stages": sorted(run.results["extra"]["stages"]), "n": answered.scores["after"]["n"]}')
     assert seen == {"demos": 4, "stages": ["optimized program", "zero-shot program"], "n": 152}
 
 
@@ -57,5 +57,6 @@ def test_openai_runs_as_a_notebook(tmp_path):
     seen = run_as_notebook("openai_finetune.py", [
         "--train-size", "10", "--epochs", "1", "--max-new-tokens", "4",
         "--output-dir", str(tmp_path / "out"), "--results-dir", str(tmp_path / "results")],
-        '{"status": job.status, "epochs": plan["epochs"], "n": inference["scores"]["after"]["n"]}')
+        '{"status": run.results["extra"]["status"], "epochs": plan["epochs"], '
+        '"n": answered.scores["after"]["n"]}')
     assert seen == {"status": "succeeded", "epochs": 1, "n": 152}

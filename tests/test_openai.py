@@ -14,7 +14,8 @@ import edu_qa
 import finetune_service
 import openai_finetune as oft
 from conftest import ROOT
-from edu_qa import chat_format, openai_jobs
+from edu_qa import chat_format, openai_costs, openai_jobs
+from edu_qa.recipe import EMBEDDED_ID
 
 SCRIPT = ROOT / "openai_finetune.py"
 
@@ -50,20 +51,20 @@ def test_format_warnings_and_clean_data():
 
 
 def test_token_counting_by_hand():
-    enc = openai_jobs.encoding_for("gpt-4o-mini-2024-07-18")
+    enc = openai_costs.encoding_for("gpt-4o-mini-2024-07-18")
     assert enc.name == "o200k_base"
     # 3 (reply priming) + 3 (per message) + 'user' (1 token) + 'hi' (1 token) = 8
-    assert openai_jobs.num_tokens(enc, [{"role": "user", "content": "hi"}]) == 8
+    assert openai_costs.num_tokens(enc, [{"role": "user", "content": "hi"}]) == 8
     # a name costs its tokens plus 1: 8 + 'bob' (1) + 1 = 10
-    assert openai_jobs.num_tokens(enc, [{"role": "user", "content": "hi", "name": "bob"}]) == 10
+    assert openai_costs.num_tokens(enc, [{"role": "user", "content": "hi", "name": "bob"}]) == 10
     # + 3 + 'assistant' (1) + 'Au.' (2) = 14
-    assert openai_jobs.num_tokens(enc, [{"role": "user", "content": "hi"},
+    assert openai_costs.num_tokens(enc, [{"role": "user", "content": "hi"},
                                 {"role": "assistant", "content": "Au."}]) == 14
 
 
 def test_percentiles_are_labelled_correctly():
     values = list(range(1, 11))
-    assert [openai_jobs.percentile(values, q) for q in (10, 50, 90, 100)] == [1, 5, 9, 10]
+    assert [openai_costs.percentile(values, q) for q in (10, 50, 90, 100)] == [1, 5, 9, 10]
 
 
 @pytest.mark.parametrize("n,epochs", [(72, 3), (34, 3), (30, 3), (20, 5), (10, 10), (4, 25),
@@ -74,8 +75,8 @@ def test_default_epochs_rule(n, epochs):
 
 def test_cost_estimate_by_hand(tmp_path):
     cfg = oft.Config(output_dir=str(tmp_path))
-    converted = {"examples": [GOOD] * 72, "stats": {"lengths": [70] * 72,
-                                                  "distribution": {"mean": 70}}}
+    converted = oft.Formatted(None, None, [GOOD] * 72, {"lengths": [70] * 72,
+                                                        "distribution": {"mean": 70}})
     plan = oft.configure_model(cfg, converted, 24, edu_qa.console(), "openai")
     assert plan["epochs"] == 3 and plan["billable_tokens"] == 72 * 70
     assert plan["training_cost"] == pytest.approx(72 * 70 * 3 * 3.00 / 1e6)
@@ -153,8 +154,9 @@ def test_default_run_trains_on_the_local_service_and_measures_before_and_after(
         tmp_path, tiny_model, no_network, monkeypatch, capsys):
     """No flags: a local OpenAI-compatible service on 127.0.0.1 (here with a tiny model as
     its base), the same SDK calls, a measured row; nothing leaves the machine."""
-    monkeypatch.setattr(finetune_service, "BASE_MODELS",
-                        {oft.LOCAL_MODEL: str(tiny_model)})
+    # the service's base models: one dict, shared by finetune_service and edu_qa.service
+    monkeypatch.setitem(finetune_service.BASE_MODELS, finetune_service.EMBEDDED_ID,
+                        str(tiny_model))
     args = ["--output-dir", str(tmp_path / "out"), "--results-dir", str(tmp_path / "results"),
             "--train-size", "12", "--epochs", "1", "--max-new-tokens", "4"]
     assert edu_qa.run_script(SCRIPT, args) == 0
@@ -175,9 +177,9 @@ def test_default_run_trains_on_the_local_service_and_measures_before_and_after(
     # model's checkpoint rarely beats its base: then the base is what a student should use)
     assert set(res["extra"]["dev_scores"]) == {"base", "step 2"}
     if res["extra"]["kept"] == "base":
-        assert res["tuned_model"] == oft.LOCAL_MODEL and res["after"] == res["before"]
+        assert res["tuned_model"] == EMBEDDED_ID and res["after"] == res["before"]
     else:
-        assert res["tuned_model"].startswith(f"ft:{oft.LOCAL_MODEL}:local:edu-qa:")
+        assert res["tuned_model"].startswith(f"ft:{EMBEDDED_ID}:local:edu-qa:")
     assert res["tokens"]["training"] > 0 and res["wall_time_s"]["tune"] >= 0
     assert res["extra"]["service"] == "local" and res["extra"]["openai_estimate_usd"] > 0
     # a re-run resumes the recorded job: nothing uploaded or trained again

@@ -169,11 +169,11 @@ def test_step_6_notice_says_which_method_the_numbers_support(tmp_path):
                                       after_right=20), tmp_path)  # 14 fixed: more than noise
     edu_qa.write_results(make_results(data, "dspy", before_right=6, after_right=8), tmp_path)
     cols = edu_qa.scoreboard_columns(data, tmp_path)
-    text = edu_qa.results.which_method(cols)
+    text = edu_qa.scoreboard.which_method(cols)
     assert text.startswith("highest accuracy: LoRA 0.13, DSPy 0.05")
     assert "more than noise: LoRA (F1: " in text and "The data supports LoRA" in text
     assert "data sent off this machine: none" in text
     edu_qa.write_results(make_results(data, "huggingface_lora", before_right=6,
                                       after_right=8), tmp_path)
-    text = edu_qa.results.which_method(edu_qa.scoreboard_columns(data, tmp_path))
+    text = edu_qa.scoreboard.which_method(edu_qa.scoreboard_columns(data, tmp_path))
     assert "more than noise: none" in text and "choose by what each needs" in text

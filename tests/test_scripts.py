@@ -49,6 +49,46 @@ def test_same_six_steps(script):
             "question", "max_new_tokens"} <= names
 
 
+# The library calls each method is about, in the step where a student reads them (issue 25):
+# the scripts make them; the package keeps only the bookkeeping around them.
+CALLS = {
+    "huggingface_lora.py": {
+        2: ["apply_chat_template(", "[-100]"],
+        3: ["LoraConfig(", "get_peft_model(", "set_seed("],
+        4: ["TrainingArguments(", "Trainer(", "trainer.train(", "model.save_pretrained("],
+        5: ["model.generate(", "model.disable_adapter()", "PeftModel.from_pretrained("]},
+    "dspy_example.py": {
+        2: ["(dspy.Signature)", "dspy.InputField(", "dspy.OutputField("],
+        3: ["dspy.LM(", "dspy.Predict(", "dspy.BootstrapFewShotWithRandomSearch(",
+            "dspy.configure("],
+        4: ["optimizer.compile(", "dspy.Evaluate(", "keep.save("],
+        5: [".load("]},
+    "openai_finetune.py": {
+        4: ["client.files.create(", "client.fine_tuning.jobs.create(",
+            "client.fine_tuning.jobs.retrieve(", "client.fine_tuning.jobs.list_events(",
+            "client.fine_tuning.jobs.checkpoints.list(", "client.chat.completions.create("]},
+}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_script_makes_its_methods_calls_in_their_step(script):
+    cells = (ROOT / script).read_text().split("# %% Step ")[1:]
+    for step, calls in CALLS[script].items():
+        for call in calls:
+            assert call in cells[step - 1], f"{script}: {call} is not in step {step}"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_steps_return_the_same_records(script):
+    """Step 1 returns edu_qa.Prepared and step 4 edu_qa.Tuned in every script, and one
+    edu_qa.Run takes the facts of every step: a diff of two scripts shows the method."""
+    text = (ROOT / script).read_text()
+    assert re.search(r"^def prepare_data\(.*\) -> edu_qa\.Prepared:", text, re.M)
+    assert re.search(r"^def tune\((.|\n)*?\) -> edu_qa\.Tuned( \| None)?:", text, re.M)
+    assert "edu_qa.Answered(" in text and "run = edu_qa.Run.start(" in text
+    assert len(text.splitlines()) <= 400
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_is_instant_and_imports_nothing_heavy(script):

@@ -11,7 +11,7 @@ import pytest
 import edu_qa
 import huggingface_lora as lora
 from conftest import ROOT
-from helpers import tiny_setup
+from helpers import tiny_setup, tune
 
 
 def adapter_tensors(model) -> dict:
@@ -20,10 +20,11 @@ def adapter_tensors(model) -> dict:
 
 def train_once(tiny_model, out, precision, seed=0):
     """Steps 1-4 of the recipe on the tiny model, then three test answers."""
-    cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(
-        tiny_model, out, precision=precision, epochs=1, seed=seed)
+    s = tiny_setup(tiny_model, out, precision=precision, epochs=1, seed=seed,
+                   judge_on_dev=False)
+    model, tok = s.model, s.tok
     initial = adapter_tensors(model)
-    lora.tune(cfg, env, model, tok, train_ds, dev_ds, console, show_progress=False)
+    tune(s)
     chats = [edu_qa.chat_messages(ex.question) for ex in edu_qa.load_qa().split("test")[:3]]
     answers, _ = edu_qa.generate(model.eval(), tok, chats, 12, batch_size=3)
     return initial, adapter_tensors(model), answers

@@ -6,7 +6,7 @@ import pytest
 import edu_qa
 import huggingface_lora as lora
 from edu_qa import training, training_plan
-from helpers import tiny_setup
+from helpers import tiny_setup, tune
 
 GiB = 2 ** 30
 # TinyLlama-1.1B's shape, the one benchmarks/qlora.py measures
@@ -71,13 +71,22 @@ def test_on_a_cpu_nothing_changes():
                                 free_bytes=None)["checkpointing"]  # QLoRA's recipe, as before
 
 
-def test_the_trainer_runs_the_decided_accumulation(tmp_path, tiny_model):
-    cfg, env, model, tok, train_ds, dev_ds, console = tiny_setup(
-        tiny_model, tmp_path / "out", epochs=1, precision="fp32")
-    assert env["train"]["accumulation"] == 1  # configure_model decided: a CPU, as before
-    env["train"] = dict(env["train"], per_device_batch=2, accumulation=2)
-    trainer, trained = lora.tune(cfg, env, model, tok, train_ds, dev_ds, console,
-                                 show_progress=False)
+def test_the_trainer_runs_the_decided_accumulation(tmp_path, tiny_model, monkeypatch):
+    import dataclasses
+
+    from transformers import Trainer
+    s = tiny_setup(tiny_model, tmp_path / "out", epochs=1, precision="fp32",
+                   judge_on_dev=False)
+    plan = s.configured.plan
+    assert plan["accumulation"] == 1  # configure_model decided: a CPU, as before
+    s.configured = dataclasses.replace(s.configured, plan=dict(plan, per_device_batch=2,
+                                                               accumulation=2))
+    seen = []
+    real_train = Trainer.train
+    monkeypatch.setattr(Trainer, "train",
+                        lambda self, **kw: seen.append(self) or real_train(self, **kw))
+    tune(s)
+    trainer = seen[0]
     assert trainer.args.per_device_train_batch_size == 2
     assert trainer.args.gradient_accumulation_steps == 2
     assert trainer.state.max_steps == 4  # 16 examples / (2 x 2): the same steps as batch 4
@@ -99,11 +108,13 @@ def test_step_3_says_what_it_chose_and_why(free, tmp_path, tiny_model, monkeypat
     monkeypatch.setattr(training, "free_gpu_memory", lambda device: int(free * GiB))
     cfg = lora.Config(model=str(tiny_model), output_dir=str(tmp_path), train_size=16)
     console = edu_qa.console()
-    data, train, dev, test, env = lora.prepare_data(cfg, console)
-    env["device"] = "cuda"  # pretend: only the decision runs, nothing is placed on a GPU
+    import dataclasses
+    prepared = lora.prepare_data(cfg, console)
+    # pretend: only the decision runs, nothing is placed on a GPU
+    device = dataclasses.replace(prepared.where, device="cuda")
     tok = edu_qa.load_tokenizer(cfg.model)
-    train_ds, dev_ds = lora.convert_format(cfg, tok, train, dev, console)
-    lora.configure_model(cfg, env, train_ds, console)
+    formatted = lora.convert_format(cfg, tok, prepared.train, prepared.dev, console)
+    lora.configure_model(cfg, device, formatted.train, console)
     out = capsys.readouterr().out
     assert "GPU setting: batch 8 fits without gradient checkpointing" in out
     assert "time estimate: from one measured step" in out
