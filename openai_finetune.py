@@ -235,7 +235,9 @@ def tune(cfg: Config, client, formatted: Formatted, plan: dict, state, dev, cons
         if job is None:
             intent = state.intend_to_create()  # saved BEFORE the call, sent with it
             state.doing = "POST /fine_tuning/jobs"
-            job = client.fine_tuning.jobs.create(
+            # no automatic retry: a reply lost after the job was made would make a second
+            # (paid) job; a re-run finds the first by its metadata instead
+            job = client.with_options(max_retries=0).fine_tuning.jobs.create(
                 **request, metadata=intent,
                 extra_headers={"Idempotency-Key": intent["edu_qa_request"]})
             state.update(job_id=job.id, create_request=None, created=time.time())
@@ -246,8 +248,9 @@ def tune(cfg: Config, client, formatted: Formatted, plan: dict, state, dev, cons
     run.counted(training=job.trained_tokens or 0)
     run.extra(job_id=job.id, status=job.status,
               hyperparameters=job.hyperparameters.model_dump())
-    # the job's own clock (created to finished), also right for a job resumed later
-    run.timed(tune=job.finished_at - job.created_at)
+    # the job's own clock (created to finished), also right for a job resumed later; a
+    # service that does not say when it finished leaves it unknown
+    run.timed(tune=job.finished_at - job.created_at if job.finished_at else None)
     state.doing = "POST /chat/completions"
     return keep_best_on_dev(cfg, client, job, plan["job"]["model"], dev, console, run,
                             local=state.service == "local")
@@ -285,6 +288,9 @@ def ask(client, model_id: str, questions, cfg: Config, run, which: str) -> list[
         reply = client.chat.completions.create(
             model=model_id, messages=edu_qa.chat_messages(ex.question), temperature=0,
             max_completion_tokens=cfg.max_new_tokens)
+        if not reply.choices:  # a reply without an answer: said, not a traceback
+            raise edu_qa.UserError(f"the service answered POST /chat/completions for "
+                                   f"{model_id!r} with no choices")
         used = reply.usage
         return reply.choices[0].message.content or "", \
             [used.prompt_tokens, used.completion_tokens] if used else [0, 0]
@@ -314,7 +320,7 @@ def keep_best_on_dev(cfg: Config, client, job, base: str, dev, console, run,
     kept, kept_id = openai_jobs.choose_on_dev(candidates, dev_scores, job, console)
     run.extra(kept=kept, dev_scores={name: {"accuracy": sc["accuracy"], "f1": sc["f1"]}
                                      for name, sc in dev_scores.items()})
-    return edu_qa.Tuned(kept_id, kept, job.finished_at - job.created_at,
+    return edu_qa.Tuned(kept_id, kept, run.results["wall_time_s"]["tune"],
                         openai_jobs.kept_artifact(cfg.output_dir, job, kept, kept_id, local))
 
 

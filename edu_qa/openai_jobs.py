@@ -119,7 +119,11 @@ class JobState:
         if not intent:
             return None
         self.doing = "GET /fine_tuning/jobs (looking for the job a stopped run created)"
-        found = list(client.fine_tuning.jobs.list(metadata={"edu_qa_request": intent}))
+        # one page, not every page (a service that always says has_more cannot loop us), and
+        # only a job whose metadata is this run's intent: never someone else's job
+        page = client.fine_tuning.jobs.list(metadata={"edu_qa_request": intent}, limit=100)
+        found = [job for job in page.data
+                 if (job.metadata or {}).get("edu_qa_request") == intent]
         if not found:
             return None
         console.print(f"found job {found[0].id}, created by a run that stopped before it saw "

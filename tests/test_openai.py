@@ -200,11 +200,16 @@ class FakeAPI:
     """Just enough of OpenAI's API for one job; statuses and failures are scripted."""
 
     def __init__(self, statuses=("running", "succeeded"), fail_first=None, fail_always=None,
-                 reply=None, interrupt=None, event_text="Step 10/27", tuned_learns=True):
+                 reply=None, interrupt=None, event_text="Step 10/27", tuned_learns=True,
+                 lose_create_reply=False, foreign_jobs=False, no_choices=False,
+                 no_finished_at=False):
         self.statuses, self.fail_first, self.fail_always = list(statuses), fail_first, fail_always
         self.reply, self.interrupt, self.event_text = reply, interrupt, event_text
         self.calls, self.failed, self.created = [], set(), []
         self.tuned_learns = tuned_learns  # the fine-tuned model answers like the references
+        self.lose_create_reply = lose_create_reply  # the job is made, then a 502
+        self.foreign_jobs = foreign_jobs  # listings: someone else's job, and has_more forever
+        self.no_choices, self.no_finished_at = no_choices, no_finished_at
 
     def __call__(self, request):
         import httpx2
@@ -238,8 +243,13 @@ class FakeAPI:
             self.created.append(json.loads(request.content))
             if self.interrupt == key:  # the job was made; the reply never arrives
                 raise KeyboardInterrupt
+            if self.lose_create_reply and len(self.created) == 1:
+                return httpx2.Response(502, json={"error": {"message": "bad gateway"}})
             return httpx2.Response(200, json=job)
         if key == "GET /fine_tuning/jobs":
+            if self.foreign_jobs:  # ignores the filter; says there is always more
+                return httpx2.Response(200, json={"object": "list", "has_more": True, "data": [
+                    dict(job, id="ftjob-theirs", metadata={"edu_qa_request": "not-yours"})]})
             wanted = request.url.params.get("metadata[edu_qa_request]")
             mine = [dict(job, metadata=c["metadata"]) for c in self.created
                     if c["metadata"]["edu_qa_request"] == wanted]
@@ -250,7 +260,8 @@ class FakeAPI:
             job["status"] = status
             if status == "succeeded":
                 job.update(fine_tuned_model="ft:gpt-4o-mini-2024-07-18:org:edu-qa:abc",
-                           trained_tokens=15390, finished_at=2)
+                           trained_tokens=15390,
+                           finished_at=None if self.no_finished_at else 2)
             if status == "failed":
                 job.update(finished_at=2, error={"code": "invalid_training_file",
                                                  "message": "bad line 3",
@@ -273,6 +284,10 @@ class FakeAPI:
             body = json.loads(request.content)
             tuned = body["model"].startswith("ft:") and self.tuned_learns
             question = body["messages"][-1]["content"]
+            if self.no_choices:
+                return httpx2.Response(200, json={
+                    "id": "c", "object": "chat.completion", "created": 1,
+                    "model": body["model"], "choices": []})
             return httpx2.Response(200, json={
                 "id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
                 "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
@@ -439,6 +454,45 @@ def test_failed_job_says_why_exits_3_and_new_job_starts_another(tmp_path, key, m
     patch_client(monkeypatch, api)
     assert run_live(tmp_path, "--new-job") == 0
     assert api.calls.count("POST /fine_tuning/jobs") == 1 and "POST /files" not in api.calls
+
+
+def test_a_lost_create_reply_is_not_retried_and_the_rerun_finds_the_job(tmp_path, key,
+                                                                        monkeypatch, capsys):
+    """The SDK retries a 502 by itself: on the create call that would make a second job (the
+    first was made; only its reply was lost). Retries are off there, and the re-run finds the
+    job by the metadata it was sent with."""
+    api = FakeAPI(lose_create_reply=True)
+    patch_client(monkeypatch, api, max_retries=2)
+    assert run_live(tmp_path) == 2
+    assert "POST /fine_tuning/jobs failed" in capsys.readouterr().err
+    assert len(api.created) == 1
+    assert run_live(tmp_path) == 0
+    assert "nothing created again" in capsys.readouterr().out
+    assert len(api.created) == 1
+
+
+def test_the_rerun_never_adopts_someone_elses_job_and_lists_one_page(tmp_path, key,
+                                                                     monkeypatch, capsys):
+    patch_client(monkeypatch, FakeAPI(interrupt="POST /fine_tuning/jobs"))
+    assert run_live(tmp_path) == edu_qa.cli.EXIT_INTERRUPTED
+    api = FakeAPI(foreign_jobs=True)
+    patch_client(monkeypatch, api)
+    assert run_live(tmp_path) == 0
+    assert "ftjob-theirs" not in capsys.readouterr().out
+    assert api.calls.count("GET /fine_tuning/jobs") == 1  # one page, though has_more stays true
+    assert len(api.created) == 1  # not found: created (with the same intent and key)
+
+
+def test_no_choices_and_no_finished_at_are_said_not_tracebacks(tmp_path, key, monkeypatch,
+                                                              capsys):
+    patch_client(monkeypatch, FakeAPI(no_choices=True))
+    assert run_live(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "with no choices" in err and "Traceback" not in err
+    patch_client(monkeypatch, FakeAPI(no_finished_at=True))
+    assert run_live(tmp_path / "again") == 0
+    res = json.loads((tmp_path / "again" / "results" / "openai_finetune.json").read_text())
+    assert res["wall_time_s"]["tune"] is None
 
 
 def test_event_text_is_shown_literally(tmp_path, key, monkeypatch, capsys):
