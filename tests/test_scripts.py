@@ -64,7 +64,7 @@ CALLS = {
         4: ["optimizer.compile(", "dspy.Evaluate(", "keep.save("],
         5: [".load("]},
     "openai_finetune.py": {
-        4: ["client.files.create(", "client.fine_tuning.jobs.create(",
+        4: ["client.files.create(", ".fine_tuning.jobs.create(",
             "client.fine_tuning.jobs.retrieve(", "client.fine_tuning.jobs.list_events(",
             "client.fine_tuning.jobs.checkpoints.list(", "client.chat.completions.create("]},
 }
