@@ -304,23 +304,51 @@ class BatchedGenerator:
                     job["done"].set_exception(err)
                 return
         groups = {}
-        for job in jobs:  # one generate() per (cap, stop) setting
+        for job in jobs:  # one generate() per (cap, stop) setting and length bucket
+            try:
+                job["prompt"] = self.tok.apply_chat_template(
+                    job["conversation"], tokenize=False, add_generation_prompt=True)
+                job["length"] = len(self.tok(job["prompt"],
+                                             add_special_tokens=False)["input_ids"])
+            except Exception as err:  # this request's template failed: the others go on
+                job["done"].set_exception(err)
+                continue
             groups.setdefault((job["max_tokens"], job["stop"]), []).append(job)
-        for (max_tokens, stop), group in groups.items():
+        batches = [((max_tokens, stop), [group[i] for i in bucket])
+                   for (max_tokens, stop), group in groups.items()
+                   for bucket in length_buckets([j["length"] for j in group])]
+        for (max_tokens, stop), group in batches:
             try:
                 texts, _ = generate(self.model, self.tok, [j["conversation"] for j in group],
                                     max_tokens, batch_size=len(group),
                                     stop_strings=list(stop) or None)
                 for job, text in zip(group, texts):
-                    prompt = self.tok.apply_chat_template(job["conversation"], tokenize=False,
-                                                          add_generation_prompt=True)
                     job["done"].set_result({
-                        "text": text, "input_tokens": len(self.tok(prompt)["input_ids"]),
+                        "text": text, "input_tokens": len(self.tok(job["prompt"])["input_ids"]),
                         "output_tokens": len(self.tok(text)["input_ids"])})
             except Exception as err:  # surfaced in the calling thread
                 for job in group:
                     if not job["done"].done():
                         job["done"].set_exception(err)
+
+
+LENGTH_SLACK = 256  # tokens: prompts this close in length share a batch whatever their ratio
+
+
+def length_buckets(lengths: list[int], slack: int = LENGTH_SLACK) -> list[list[int]]:
+    """The positions of lengths, grouped so that in each group the longest prompt is at most
+    twice the shortest plus slack tokens, shortest group first, each in its original order. A
+    batch is as slow as its longest row (every row is padded to it), so one long request must
+    not hold the short ones; prompts of similar length (a split of questions, DSPy's demos
+    with their questions) stay one batch."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    buckets: list[list[int]] = []
+    for i in order:
+        if buckets and lengths[i] <= 2 * lengths[buckets[-1][0]] + slack:
+            buckets[-1].append(i)
+        else:
+            buckets.append([i])
+    return [sorted(bucket) for bucket in buckets]
 
 
 def shared_prefix(model, ids: list[list[int]], pad_id: int,

@@ -95,3 +95,14 @@ def test_rows_that_leave_the_batch_early_change_no_answer(embedded):
                                    stop_strings=["\x00 never in an answer"])
     assert dropped == kept and n_dropped == n_kept
     assert len({len(tok(a)["input_ids"]) for a in dropped}) > 1  # answers of several lengths
+
+
+def test_length_buckets_keep_similar_prompts_together_and_long_ones_apart():
+    """One long request is never padded onto short ones (a batch is as slow as its longest
+    row); a split of questions, or DSPy's demos with their questions, stays one batch."""
+    from edu_qa.local_model import length_buckets
+    assert length_buckets([40, 60, 90, 2125, 36]) == [[0, 1, 2, 4], [3]]
+    assert length_buckets([450, 520, 480, 700]) == [[0, 1, 2, 3]]
+    assert length_buckets([30, 300, 9000, 18000]) == [[0, 1], [2, 3]]  # 2x + 256 apart at most
+    assert length_buckets([30, 400]) == [[0], [1]]
+    assert length_buckets([]) == []

@@ -66,6 +66,24 @@ def test_a_chunked_upload_is_refused_while_it_is_read_not_after(service):
     assert status == 413 and is_openai_error(body)
 
 
+def test_a_prompt_longer_than_the_context_is_refused_and_holds_no_one(service):
+    """D1: a request the model cannot read is refused before it is queued, in OpenAI's words
+    (context_length_exceeded), so it never holds the requests batched with it; the next short
+    chat answers."""
+    import openai
+    _, client = service()
+    api = client()
+    many = [{"role": "user", "content": "hi"}] * 600  # over the tiny model's 512 positions
+    start = time.monotonic()
+    with pytest.raises(openai.BadRequestError) as refused:
+        api.chat.completions.create(model="tiny", messages=many, max_completion_tokens=4)
+    assert refused.value.code == "context_length_exceeded"
+    assert "maximum context length is 512 tokens" in refused.value.message
+    reply = api.chat.completions.create(model="tiny", max_completion_tokens=4,
+                                        messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices and time.monotonic() - start < 60
+
+
 def test_a_json_body_over_1_mb_is_refused_in_openais_error_shape(service):
     import openai
     url, make = service()

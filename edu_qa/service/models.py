@@ -35,6 +35,7 @@ class Models:
     def __init__(self, store: Store, base_models: dict[str, str], serving: dict[str, str]):
         self.store, self.base_models, self.serving = store, base_models, serving
         self.loaded: dict[str, edu_qa.BatchedGenerator] = {}
+        self.tokenizers: dict[str, tuple] = {}  # base -> (tokenizer, context length)
         self.lock = threading.Lock()
 
     def stand_in(self, model) -> str:
@@ -105,6 +106,27 @@ class Models:
                     lambda: load_chat_model(self.base_models[model["base"]], model["adapter"]),
                     max_batch=160)  # a whole split at once: the scripts send 152
             return self.loaded[model_id]
+
+
+    def prompt_tokens(self, model_id: str, owner: str, conversation: list[dict]) -> tuple:
+        """(tokens of the conversation in the model's chat template, the model's context
+        length): what a request must fit in before it is queued."""
+        base = self.base_models[self.find(model_id, owner)["base"]]
+        with self.lock:
+            if base not in self.tokenizers:
+                from transformers import AutoConfig
+                config = AutoConfig.from_pretrained(edu_qa.model_source(base),
+                                                    local_files_only=True)
+                self.tokenizers[base] = (edu_qa.load_tokenizer(base),
+                                         getattr(config, "max_position_embeddings", 2048))
+            tok, context = self.tokenizers[base]
+        try:
+            ids = tok.apply_chat_template(conversation, tokenize=True,
+                                          add_generation_prompt=True, return_dict=False)
+        except Exception as err:  # the template's own refusal (jinja), said, not a 500
+            raise APIError(400, f"the messages cannot be put in {model_id}'s chat template: "
+                           f"{type(err).__name__}: {err}", param="messages") from None
+        return len(ids), context
 
 
 def load_chat_model(source: str, adapter: str | None):

@@ -12,7 +12,7 @@ from openai.types import Model, ModelDeleted
 from openai.types.chat import ChatCompletion
 
 from .bodies import ChatRequest, body_as
-from .store import new_id, now
+from .store import APIError, new_id, now
 from .web import Caller, Parts, listing
 
 models_router = APIRouter(prefix="/v1/models")
@@ -45,6 +45,15 @@ async def chat(who: Caller, service: Parts, body: Annotated[ChatRequest, body_as
     gen = service.models.generator(body.model, who)
     conversation = [{"role": m.role, "content": m.content} for m in body.messages]
     cap = body.cap
+    # bounded before it is queued: a prompt longer than the model can read would be cut, and
+    # would hold every request batched with it for minutes
+    prompt, context = await asyncio.to_thread(service.models.prompt_tokens, body.model, who,
+                                              conversation)
+    if prompt + cap > context:
+        raise APIError(400, f"This model's maximum context length is {context} tokens. However, "
+                       f"you requested {prompt + cap} tokens ({prompt} in the messages, {cap} "
+                       "in the completion). Please reduce the length of the messages or "
+                       "completion.", code="context_length_exceeded", param="messages")
     reply = await asyncio.wrap_future(gen.submit(conversation, cap, tuple(body.stop)))
     return ChatCompletion(
         id=new_id("chatcmpl"), object="chat.completion", created=now(), model=body.model,
