@@ -308,8 +308,7 @@ class BatchedGenerator:
             try:
                 job["prompt"] = self.tok.apply_chat_template(
                     job["conversation"], tokenize=False, add_generation_prompt=True)
-                job["length"] = len(self.tok(job["prompt"],
-                                             add_special_tokens=False)["input_ids"])
+                job["length"] = len(self.tok(job["prompt"])["input_ids"])  # also its usage
             except Exception as err:  # this request's template failed: the others go on
                 job["done"].set_exception(err)
                 continue
@@ -324,7 +323,7 @@ class BatchedGenerator:
                                     stop_strings=list(stop) or None)
                 for job, text in zip(group, texts):
                     job["done"].set_result({
-                        "text": text, "input_tokens": len(self.tok(job["prompt"])["input_ids"]),
+                        "text": text, "input_tokens": job["length"],
                         "output_tokens": len(self.tok(text)["input_ids"])})
             except Exception as err:  # surfaced in the calling thread
                 for job in group:
