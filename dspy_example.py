@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import edu_qa
-from edu_qa import dspy_costs, dspy_engine
+from edu_qa import dspy_costs, dspy_engine, notices
 
 METHOD = "dspy"
 LOCAL_LM = "local"
@@ -127,6 +127,7 @@ if __name__ == "__main__":
     run.set(versions=edu_qa.library_versions("dspy", "litellm", "torch", "transformers"),
             trainable_params=0, data_left_machine=where.hosted)
     edu_qa.print_versions(console, run.results["versions"])
+    edu_qa.notice(console, notices.splits(run.results))
 
 
 # %% Step 2. Data format preparation
@@ -150,7 +151,7 @@ def convert_format(cfg: Config, train, console) -> Formatted:
     edu_qa.say(console, f"The messages DSPy sends for one question (zero-shot, --adapter "
                f"{cfg.adapter}):")
     console.print(edu_qa.visible(dspy_engine.render_messages(messages)), soft_wrap=True)
-    edu_qa.notice(console, dspy_engine.format_in_words(messages, train[0].question))
+    edu_qa.notice(console, notices.dspy_messages(messages, train[0].question))
     return Formatted(TutorAnswer, adapter)
 
 
@@ -262,6 +263,7 @@ if __name__ == "__main__":
     seen: set = set()  # the training examples the optimizer checks as demos
     configured = configure_model(cfg, formatted, prepared, seen, console)
     run.prepared()
+    edu_qa.notice(console, notices.dspy_program(run.results))
 
 
 # %% Step 4. Fine-tuning / optimization
@@ -334,6 +336,7 @@ if __name__ == "__main__":
     run.set(prompt_template=dspy_engine.render_messages(formatted.adapter.format(
         formatted.signature, demos=tuned.model.predictors()[0].demos,
         inputs={"question": "{question}"})))  # the kept program's demos and instruction
+    edu_qa.notice(console, notices.dspy_demos(run.results))
 
 
 # %% Step 5. Inference and demonstration
@@ -377,23 +380,20 @@ if __name__ == "__main__":
     console.print(f"reload check (program.json into a fresh dspy.Predict): {same}/3 answers "
                   "identical")
     run.extra(reload_check={"checked": 3, "identical": same})
+    edu_qa.notice(console, notices.style_or_facts(run.results))
 
 
 # %% Step 6. Comparison
 def compare(run, console) -> None:
-    """results/dspy.json, the scoreboard of every method's results, then every optimizer run
-    so far on this dataset, in one table."""
-    run.save_and_compare(console)
+    """Every optimizer run so far on this dataset, in one table; then results/dspy.json and
+    the scoreboard of every method's results."""
     dspy_engine.print_runs(console, dspy_engine.record_run(run.cfg.results_dir, run.data,
                                                            run.results))
+    run.save_and_compare(console)
 
 
 if __name__ == "__main__":
     edu_qa.step(console, 6, "Comparison")
-    used = dspy_engine.usage(configured.lm, configured.engine)
-    run.counted(inference=used["input_tokens"] + used["output_tokens"],
-                input=used["input_tokens"], output=used["output_tokens"])
-    run.extra(lm_calls=used["calls"])
-    if where.hosted:
-        run.set(cost_usd={"amount": used["cost"], "kind": "actual"})
+    # the LM calls and tokens that reached the model, and a hosted LM's bill, on the record
+    dspy_engine.record_usage(run, configured.lm, configured.engine, where.hosted)
     compare(run, console)

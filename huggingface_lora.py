@@ -16,8 +16,7 @@ The one rule: nothing takes a GPU until you add --execute. Without it, the embed
 on the CPU for real (free, a few minutes); a GPU, 4-bit loading or a model over 500M parameters
 only prints the plan (device, precision, memory, the command to go ahead) and stops.
 
-As a notebook (jupytext --to notebook huggingface_lora.py): one cell per step, NOTEBOOK_ARGS
-holds the settings.
+As a notebook (jupytext --to notebook huggingface_lora.py): a cell per step; NOTEBOOK_ARGS.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import edu_qa
-from edu_qa import dev_judge, training
+from edu_qa import dev_judge, notices, training
 from edu_qa.recipe import LORA
 
 METHOD = "huggingface_lora"
@@ -108,6 +107,7 @@ if __name__ == "__main__":
                                              "datasets"))
     run.extra(device=device.device, precision=device.precision, quantization=device.quantization)
     edu_qa.print_versions(console, run.results["versions"])
+    edu_qa.notice(console, notices.splits(run.results))
 
 
 # %% Step 2. Data format preparation
@@ -207,9 +207,7 @@ def load_model(cfg: Config, device, configured: Configured, console):
     # seed anything: seed first, or two runs of the same command train different adapters
     set_seed(cfg.seed)
     model = get_peft_model(model, configured.lora_config)
-    trainable, total = model.get_nb_trainable_parameters()
-    console.print(f"trainable parameters: {trainable:,} of {total:,} ({trainable / total:.2%})"
-                  ": the LoRA matrices; the rest stay frozen")
+    trainable, total = model.get_nb_trainable_parameters()  # step 3's notice says the share
     return model, tok, trainable, total
 
 
@@ -225,6 +223,7 @@ if __name__ == "__main__":
         console.print(training.time_one_step(device, configured.plan, model, tok,
                                              formatted.train, cfg.batch_size, cfg.epochs))
     run.prepared()
+    edu_qa.notice(console, notices.trainable(run.results))
 
 
 # %% Step 4. Fine-tuning / optimization
@@ -295,7 +294,7 @@ def tune(cfg: Config, device, configured: Configured, model, tok, formatted: For
         tok.save_pretrained(str(adapter_dir))
     console.print(f"trained in {seconds:.1f} s | {tokens / seconds:.0f} tokens/s | adapter: "
                   f"{adapter_dir} ({edu_qa.disk_size(adapter_dir) / 1e6:.1f} MB)")
-    kept = judge.choose(console) if judge else "last epoch"  # the epoch table and a notice
+    kept = judge.choose(console) if judge else "last epoch"  # the epoch table, what is kept
     run.timed(tune=seconds)
     run.counted(training=tokens, training_per_s=round(tokens / seconds, 1))
     run.set(artifact=edu_qa.artifact(adapter_dir))
@@ -307,6 +306,7 @@ def tune(cfg: Config, device, configured: Configured, model, tok, formatted: For
 if __name__ == "__main__":
     edu_qa.step(console, 4, "Fine-tuning / optimization")
     tuned = tune(cfg, device, configured, model, tok, formatted, dev, console, run)
+    edu_qa.notice(console, notices.lora_epochs(run.results))
     if not training.is_main_process():
         raise edu_qa.Stop(0)  # under accelerate launch, one process evaluates and reports
 
@@ -386,6 +386,7 @@ if __name__ == "__main__":
     # deployment without peft: the adapter folded into a copy of the weights
     run.extra(merged_model=str(training.merge(cfg.model, device, tuned.artifact, cfg.output_dir,
                                               console)) if cfg.merge else None)
+    edu_qa.notice(console, notices.style_or_facts(run.results))
 
 
 # %% Step 6. Comparison

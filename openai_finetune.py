@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import edu_qa
-from edu_qa import chat_format, openai_costs, openai_jobs
+from edu_qa import chat_format, notices, openai_costs, openai_jobs
 from edu_qa.recipe import EMBEDDED_ID
 
 METHOD = "openai_finetune"
@@ -117,6 +117,7 @@ if __name__ == "__main__":
     run.set(versions=edu_qa.library_versions("openai", "tiktoken"),
             data_left_machine=where.mode == "openai")
     edu_qa.print_versions(console, run.results["versions"])
+    edu_qa.notice(console, notices.splits(run.results))
 
 
 # %% Step 2. Data format preparation
@@ -157,6 +158,7 @@ if __name__ == "__main__":
     formatted = convert_format(cfg, data, train, dev, console)
     run.extra(token_distribution=formatted.stats["distribution"],
               encoding=formatted.stats["encoding"])
+    edu_qa.notice(console, notices.chat_tokens(formatted.stats))
 
 
 # %% Step 3. Model configuration
@@ -182,9 +184,6 @@ def configure_model(cfg: Config, formatted: Formatted, n_test: int, console,
     if mode == "local":
         console.print(f"this run: the local service, $0; the same request, model "
                       f"{cfg.local_model}")
-    if not cfg.epochs:
-        edu_qa.notice(console, f"OpenAI's rule aims at 3 epochs but at least 100 example-passes, "
-                      f"so {n} examples get {epochs}: fewer examples, more passes over each")
     total = cost["training_cost"] + cost["inference_cost"]
     if total > cfg.max_cost and mode == "openai" and not cfg.cancel:
         raise edu_qa.UserError(f"estimated cost ${total:.4f} is above --max-cost "
@@ -204,6 +203,7 @@ if __name__ == "__main__":
     # the request sent: for the model the service fine-tunes (the local one, or --model)
     plan = dict(plan, job=dict(plan["job"], model=cfg.local_model if local else cfg.model))
     run.prepared()
+    edu_qa.notice(console, notices.openai_epochs(run.results))
 
 
 # %% Step 4. Fine-tuning / optimization
@@ -320,6 +320,10 @@ def keep_best_on_dev(cfg: Config, client, job, base: str, dev, console, run,
     kept, kept_id = openai_jobs.choose_on_dev(candidates, dev_scores, job, console)
     run.extra(kept=kept, dev_scores={name: {"accuracy": sc["accuracy"], "f1": sc["f1"]}
                                      for name, sc in dev_scores.items()})
+    # each checkpoint's losses as the service reports them: training, validation (step 4's
+    # notice compares them)
+    run.extra(checkpoints=[dict(cp.metrics.model_dump(exclude_none=True), step=cp.step_number)
+                           for cp in checkpoints])
     return edu_qa.Tuned(kept_id, kept, run.results["wall_time_s"]["tune"],
                         openai_jobs.kept_artifact(cfg.output_dir, job, kept, kept_id, local))
 
@@ -334,6 +338,7 @@ if __name__ == "__main__":
                                      openai_jobs.sha256_file(formatted.train_path))
     with openai_jobs.api_errors_as_messages(state, where):
         tuned = tune(cfg, client, formatted, plan, state, dev, console, run)
+    edu_qa.notice(console, notices.openai_checkpoints(run.results))
 
 
 # %% Step 5. Inference and demonstration
@@ -373,6 +378,7 @@ if __name__ == "__main__":
         close_service()
         run.answered(answered, source, per_question_answers=2)
         openai_jobs.record_kept_model(run, cfg, tuned, plan, local)
+    edu_qa.notice(console, notices.style_or_facts(run.results))
 
 
 # %% Step 6. Comparison

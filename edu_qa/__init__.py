@@ -9,6 +9,7 @@
     baseline.py      the plain-prompt answers every method is measured against (shared)
     before_after.py  step 5's report: before and after graded, compared, two shown in full
     scoreboard.py    step 6's scoreboard: every method side by side, one question through all
+    notices.py       the "What to notice:" line that ends each step, from the run's numbers
     record.py        one run's record, and the small records each step returns
     seeds.py         runs that differ only in --seed: where one run falls among them
     chat_format.py   OpenAI's fine-tuning file rules (the OpenAI script and the local service)

@@ -3,13 +3,14 @@
     report_test_answers()     both sets scored with 95% intervals, the change and whether it
                               is more than noise, the questions fixed and broken
     show_changed_examples()   one fixed and one broken answer in full, before beside after
-    style_or_facts()          did the method change how the model answers, or what it knows?
+
+The step's notice (style or facts?) is notices.style_or_facts, the script's last line.
 """
 
 from __future__ import annotations
 
 from . import scoring
-from .cli import notice, say
+from .cli import say
 from .data import QA
 from .results import prediction_rows
 from .scoring import score
@@ -37,25 +38,7 @@ def report_test_answers(console, test: list[QA], before: list[str], after: list[
     console.print("change in word-overlap F1: " + scoring.change_in_words(change, "f1"))
     print_changed_questions(console, change)
     show_changed_examples(console, rows, title)
-    notice(console, style_or_facts(scores["before"], scores["after"], change))
     return scores, rows, change
-
-
-def style_or_facts(before: dict, after: dict, change: dict) -> str:
-    """Did the method change how the model answers, what it knows, or both?"""
-    first = [s.get("answer_first") for s in (before, after)]
-    words = f"answers went from {before['words_per_answer']:.0f} to " \
-            f"{after['words_per_answer']:.0f} words"
-    if None not in first:
-        words += f", and right answers give the key fact first {first[0]:.0%} -> {first[1]:.0%}"
-    style = abs(after["words_per_answer"] - before["words_per_answer"]) >= 5 or \
-        (None not in first and abs(first[1] - first[0]) >= 0.1)
-    facts = change["accuracy_beyond_noise"]
-    verdict = ("both the style and the facts changed" if style and facts else
-               "the style changed; whether the facts did is within noise" if style else
-               "the facts changed more than noise, the style little" if facts else
-               "neither style nor facts changed beyond noise")
-    return f"{words}: {verdict}."
 
 
 SHOWN = 4  # changed questions named in step 5; the results file lists them all

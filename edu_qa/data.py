@@ -14,7 +14,7 @@ import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from .cli import UserError, notice, say
+from .cli import UserError, say
 from .scoring import normalize
 
 HERE = Path(__file__).resolve().parents[1]  # the project folder
@@ -199,7 +199,3 @@ def print_data_summary(console, data: "QADataset", train: list) -> None:
             "a seeded sample, subjects in proportion"
         say(console, f"training examples used ({sample}): ",
             ", ".join(f"{s} {n}" for s, n in counts.items()))
-    n_test = len(data.split("test"))
-    notice(console, f"the method learns from train and chooses what to keep on dev; the "
-           f"{n_test} test questions only score it, so one test question is "
-           f"{1 / n_test:.3f} of accuracy")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-from .cli import notice
 from .data import chat_messages
 from .local_model import generate
 from .scoring import score
@@ -73,24 +72,9 @@ class DevAnswers:
             console.print("kept: the BASE model. No epoch answered the dev questions better than "
                           "the untrained model, so training did not help on this data and the "
                           "adapter is not used (lower loss does not mean more right answers).")
-            notice(console, epochs_in_words(self.rows))
             return "base"
         console.print(f"kept: epoch {best['epoch']}, the best dev accuracy "
                       f"({best['dev_accuracy']:.2f}, F1 {best['dev_f1']:.2f}; base "
                       f"{base['dev_accuracy']:.2f}, F1 {base['dev_f1']:.2f})")
-        notice(console, epochs_in_words(self.rows))
         return f"epoch {best['epoch']}"
 
-
-def epochs_in_words(rows: list[dict]) -> str:
-    """What the epoch table shows, in a sentence: do the loss and the answers agree?"""
-    base, last = rows[0], rows[-1]
-    trained = [r["train_loss"] for r in rows if r["train_loss"] is not None]
-    text = (f"training loss fell {trained[0]:.2f} -> {trained[-1]:.2f} and dev loss "
-            f"{base['dev_loss']:.2f} -> {last['dev_loss']:.2f}, while dev accuracy went "
-            f"{base['dev_accuracy']:.2f} -> {last['dev_accuracy']:.2f}") if trained else ""
-    gap = (last["dev_loss"] - trained[-1]) if trained else 0
-    if gap > 0.2:
-        text += (f"; the gap between dev and training loss ({gap:.2f}) is what the model "
-                 "memorized rather than learned")
-    return text + ". The answers, not the loss, chose what was kept."

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from . import scoring
-from .cli import UserError, notice, say, visible
-from .data import by_subject, chat_messages
+from .cli import UserError, say, visible
+from .data import chat_messages
 from .local_model import BatchedGenerator, load_local_model
 from .baseline import plain_prompt_baseline
 from .results import (EXERCISE_RESULTS, RESULTS_DIR, fmt_seconds, portable, results_file,
@@ -105,6 +105,17 @@ def usage(lm, engine) -> dict:
             "cost": round(sum(h.get("cost") or 0.0 for h in entries), 6)}
 
 
+def record_usage(run, lm, engine, hosted: bool) -> None:
+    """Step 6's facts on the run: the LM calls and tokens that reached the model (cache hits
+    excluded), and what a hosted LM charged for them."""
+    used = usage(lm, engine)
+    run.counted(inference=used["input_tokens"] + used["output_tokens"],
+                input=used["input_tokens"], output=used["output_tokens"])
+    run.extra(lm_calls=used["calls"])
+    if hosted:
+        run.set(cost_usd={"amount": used["cost"], "kind": "actual"})
+
+
 def demo_rows(demos, train) -> list[dict]:
     """The chosen demos with their subject, whether they are the model's own answer or the
     reference, and whether they state the key fact."""
@@ -171,11 +182,6 @@ def print_report(console, optimizer: str, report: dict, n_train: int) -> None:
             " ✗ no key fact"
         say(console, f"demo {i} ({d['subject']}; {d['kind']}{right}): ",
             f"{d['question']} -> {d['answer']}")
-    if report["demos"]:
-        notice(console, "the demos come from " + ", ".join(
-            f"{s} ({n})" for s, n in by_subject(report["demos"]).items())
-            + f"; {sum(d['kind'].startswith('boot') for d in report['demos'])} are the model's "
-            "own answers, kept because they state the key fact first")
 
 
 def record_run(results_dir, data, results: dict) -> dict:
@@ -332,14 +338,3 @@ def plain_prompt_answers(lm, engine, cfg, data, console):
                                      cfg.results_dir)
     return plain([chat_messages(ex.question) for ex in data.split("test")]), \
         {"kind": "plain prompt on the hosted LM", "this_run": True}
-
-
-def format_in_words(messages: list[dict], question: str) -> str:
-    """Step 2's notice: are these messages the plain prompt, or DSPy's field markers?"""
-    if messages == chat_messages(question):
-        return ("these are the plain chat prompt, word for word: the zero-shot program IS the "
-                "baseline, so whatever changes comes from the demos and instructions the "
-                "optimizer adds")
-    return ("the field markers: a model must write '[[ ## answer ## ]]' before its answer, or "
-            "the reply fails to parse")
-

@@ -98,13 +98,9 @@ class Run:
                    (per_question_answers * len(self.data.split("test"))))
 
     def save_and_compare(self, console) -> Path:
-        """Step 6: the whole run's time, results/<method>.json, the scoreboard and one
-        question through every method."""
-        from . import print_one_question, print_scoreboard, write_results
+        """Step 6: the whole run's time, results/<method>.json, the scoreboard, one question
+        through every method, and which method the numbers support (save_and_compare)."""
+        from . import save_and_compare
         self.timed(total=time.perf_counter() - self.started)
-        path = write_results(self.results, self.cfg.results_dir)
-        console.print(f"results: {path}")
-        print_scoreboard(console, self.data, self.cfg.results_dir, this_run=self.method)
-        print_one_question(console, self.data, self.cfg.question, self.cfg.results_dir,
-                           this_run=self.method)
-        return path
+        return save_and_compare(console, self.data, self.results, self.cfg.results_dir,
+                                self.cfg.question)

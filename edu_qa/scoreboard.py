@@ -2,7 +2,7 @@
 
     save_and_compare()        step 6 of every script: write results, then the two views below
     print_scoreboard()        one row per method (and the plain prompt), with where its
-                              numbers come from; which_method() says what they support
+                              numbers come from (notices.which_method says what they support)
     print_one_question()      one test question through every method, and what each sends
     scoreboard_columns()      the rows as data (report.py writes the README's table from them)
 """
@@ -17,6 +17,7 @@ from .before_after import mark
 from .cli import UserError, notice, say, visible
 from .data import QA, QADataset
 from .local_model import describe_model
+from .notices import which_method
 from .results import (BASELINE_FILE, METHODS, RESULTS_DIR, current_results, fmt_bytes,
                       fmt_seconds, load_all_results, portable, results_file, summarize,
                       write_results)
@@ -161,10 +162,11 @@ TERMINAL_FIELDS = (("accuracy", "accuracy (95%)"), ("short_vs_accuracy", "vs pla
 
 
 def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESULTS_DIR,
-                     this_run: str | None = None) -> None:
+                     this_run: str | None = None) -> list[dict]:
     """One row per method, the measures that compare them, and where each row's numbers come
     from; the rest of SCOREBOARD_FIELDS (strict accuracy, parse failures, what each produced,
-    what left the machine) is in report.py's README block and in results/*.json."""
+    what left the machine) is in report.py's README block and in results/*.json. Returns the
+    columns (scoreboard_columns)."""
     from rich import box
     from rich.table import Table
     columns = scoreboard_columns(dataset, results_dir, this_run)
@@ -192,36 +194,10 @@ def print_scoreboard(console, dataset: QADataset, results_dir: str | Path = RESU
     console.print(table)
     say(console, "numbers from: ", ", ".join(sources) + " (results/*.json)")
     print_seed_spread(console, dataset, columns, this_run)
-    notice(console, which_method(columns))
     print_method_vs_method(console, dataset, results_dir)
     say(console, "Strict accuracy, parse failures, what each produced, what left this machine: ",
         "python report.py")
-
-
-def which_method(columns: list[dict]) -> str:
-    """Step 6's notice: which method these numbers support, and what else decides."""
-    done = [c for c in columns if c.get("scores") and c.get("change") and not c["dry_run"]]
-    if not done:
-        return ""
-    by_accuracy = sorted(done, key=lambda c: -c["scores"]["accuracy"])
-    text = "highest accuracy: " + ", ".join(f"{c['short']} {c['scores']['accuracy']:.2f}"
-                                            for c in by_accuracy)
-    passed = [c["short"] for c in done if c["change"]["accuracy_beyond_noise"]]
-    passed_f1 = [c["short"] for c in done if c["change"]["f1_beyond_noise"]]
-    text += (f"; accuracy gain over the plain prompt more than noise: "
-             f"{', '.join(passed) or 'none'} (F1: {', '.join(passed_f1) or 'none'})")
-    timed = [c for c in done if c.get("tune_s") is not None]
-    if timed:
-        fastest = min(timed, key=lambda c: c["tune_s"])
-        text += f"; fastest to adapt: {fastest['short']} ({fmt_seconds(fastest['tune_s'])})"
-    sent = [c["short"] for c in done if c["left_machine"]]
-    text += f"; data sent off this machine: {', '.join(sent) or 'none'}. "
-    if passed:
-        return text + (f"The data supports {' and '.join(passed)} on accuracy: weigh it "
-                       "against time, cost and where the data goes")
-    return text + ("No method's accuracy gain is more than noise here, so choose by what each "
-                   "needs: DSPy no training and the same weights, LoRA your own hardware with "
-                   "data that stays, a service your data uploaded")
+    return columns
 
 
 def print_seed_spread(console, dataset: QADataset, columns: list[dict],
@@ -335,9 +311,12 @@ def print_one_question(console, dataset: QADataset, choice: str | None,
 
 
 def save_and_compare(console, dataset: QADataset, results: dict, results_dir,
-                     question: str | None) -> None:
-    """Step 6 of every script: write results, the scoreboard, one question through all."""
+                     question: str | None) -> Path:
+    """Step 6 of every script: write results, the scoreboard, one question through all, and
+    the step's notice: which method these numbers support, and when."""
     path = write_results(results, results_dir)
     console.print(f"results: {path}")
-    print_scoreboard(console, dataset, results_dir, this_run=results["method"])
+    columns = print_scoreboard(console, dataset, results_dir, this_run=results["method"])
     print_one_question(console, dataset, question, results_dir, this_run=results["method"])
+    notice(console, which_method(columns, results))
+    return path

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import training_plan
+from . import notices, training_plan
 from .cli import UserError, notice, say, visible
 from .data import HERE
 from .local_model import load_local_model, model_source
@@ -299,9 +299,7 @@ def show_example(console, tok, train_ds, cut_lines: list[int], max_length: int,
         console.print(f"{len(cut_lines)} examples are longer than --max-length {max_length} "
                       f"tokens and are cut there (lines {', '.join(map(str, cut_lines[:20]))}"
                       f"{', ...' if len(cut_lines) > 20 else ''} of {data_path})")
-    notice(console, f"the model learns only the {len(answer_ids)} answer tokens of each "
-           f"example; the {len(first['input_ids']) - len(answer_ids)} prompt tokens are "
-           "context it is given, not text it must produce")
+    notice(console, notices.loss_tokens(len(answer_ids), len(first["input_ids"]), max_length))
 
 
 def needs_execute(model: str, shape: dict | None, device: Device,

@@ -60,3 +60,24 @@ def test_openai_runs_as_a_notebook(tmp_path):
         '{"status": run.results["extra"]["status"], "epochs": plan["epochs"], '
         '"n": answered.scores["after"]["n"]}')
     assert seen == {"status": "succeeded", "epochs": 1, "n": 152}
+
+
+@pytest.mark.parametrize("script", ["huggingface_lora.py", "dspy_example.py",
+                                    "openai_finetune.py"])
+def test_rendered_notebook_is_the_script_run_to_its_end(script):
+    """notebooks/<script>.ipynb, what the repository page shows, holds exactly the script's
+    cells (a script edited without `python report.py --notebooks` fails here), and it was run:
+    every step's header, its "What to notice:" line and no error are in its outputs."""
+    import nbformat
+
+    from edu_qa.notebooks import differences, notebook_path
+    path = notebook_path(script)
+    assert differences(ROOT / script, path) == [], "run: python report.py --notebooks"
+    cells = nbformat.read(path, as_version=4).cells
+    outputs = [o for c in cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") + "".join(map(str, (o.get("data") or {}).values()))
+                   for o in outputs)
+    for n in range(1, 7):
+        assert f"Step {n}. " in text
+    assert text.count("What to notice: ") >= 6
