@@ -243,6 +243,16 @@ def run_quietly(path, argv: list[str]) -> str:
     return out.getvalue()
 
 
+# the terms the scripts print that a student may not know, each defined in README.md's
+# Glossary (tests/test_readme.py checks it); the settings line points there first
+GLOSSARY = ("LoRA", "QLoRA", "-100", "Adapter", "Trainable parameters", "Token",
+            "Training / dev loss", "Overfitting", "Epoch", "Example-passes", "Demo",
+            "bootstrapped", "Checkpoint", "Train / dev / test", "Seed", "Elicitation",
+            "Strict accuracy", "word-overlap F1", "95% interval", "Exact McNemar p",
+            "More than noise / within noise", "bf16 / fp32", "Cache hits excluded",
+            "p10 / p90", "Over 65,536")
+
+
 def print_config(console, cfg) -> None:
     """The settings that differ from the defaults, as options (all of them go into results)."""
     from .results import RESULTS_DIR, portable
@@ -255,6 +265,8 @@ def print_config(console, cfg) -> None:
                and not (f.name == "results_dir" and getattr(cfg, f.name) == chosen)]
     say(console, "settings: ", " ".join(changed) if changed else
         "the defaults (--help lists them and why)")
+    say(console, "words: ", "every term this output uses (strict accuracy, exact McNemar p, "
+        "95% interval, -100, bf16, example-passes, ...) is explained in README.md, Glossary")
     if chosen != str(RESULTS_DIR) and cfg.results_dir == chosen:
         say(console, "results: ", f"{portable(Path(chosen))}/ (not the README's results/: "
             "these settings are not the defaults; --results-dir results to replace them)")

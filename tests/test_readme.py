@@ -50,3 +50,13 @@ def committed_results_differ() -> bool:
         return bool(git("status", "--porcelain", "--", "results").strip())
     except (OSError, subprocess.CalledProcessError):
         return False  # not a git checkout: the files as they are
+
+
+def test_glossary_defines_every_term_the_settings_line_points_to():
+    """The scripts' first lines send a student to README.md's Glossary for the terms the
+    output prints (edu_qa.cli.GLOSSARY); each of them is defined there, in bold."""
+    from edu_qa.cli import GLOSSARY
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    defined = text[text.index("## The metric"):text.index("## Where to go next")].lower()
+    missing = [term for term in GLOSSARY if f"**{term.lower()}**" not in defined]
+    assert not missing, f"README.md's Glossary lacks: {missing}"

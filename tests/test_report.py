@@ -129,3 +129,36 @@ def test_data_needs_measures_again_the_points_made_with_other_defaults():
     assert curve["points"]["huggingface_lora"] == {} and curve["points"]["dspy"] == {"5": point}
     assert curve["settings"] == now
     assert data_needs.usable_points(cached, "other data", now)["points"]["dspy"] == {}
+
+
+def test_lesson_numbers_are_generated_and_a_hand_edit_fails_the_check(tmp_path, capsys):
+    """LESSON.md's numbers sit between markers that report.py fills from results/; a number
+    typed by hand there fails `python report.py --check`, naming LESSON.md."""
+    from edu_qa import lesson
+    readme = tmp_path / "README.md"
+    readme.write_text((edu_qa.HERE / "README.md").read_text())
+    stale = tmp_path / "LESSON.md"
+    stale.write_text(f"# L\n{lesson.START}\naccuracy 0.99 in every seed\n{lesson.END}\n"
+                     f"{lesson.EXERCISES_START}\n{lesson.EXERCISES_END}\n")
+    with pytest.raises(SystemExit) as err:
+        report.main(["--check", "--readme", str(readme), "--lesson", str(stale)])
+    assert err.value.code == 1 and f"{stale}: the numbers differ" in capsys.readouterr().err
+    data = edu_qa.load_qa(edu_qa.DATA_FILE)
+    made = lesson.lesson_text(data, edu_qa.current_results(data), edu_qa.RESULTS_DIR, stale)
+    assert "0.99" not in made and "test accuracy, lowest–highest" in made
+    assert "Exercise 1: OpenAI's rule gives 10 examples 10 epochs" in made
+
+
+def test_dev_choice_reads_each_methods_own_record():
+    from edu_qa.lesson import dev_choice
+    dspy = {"method": "dspy", "extra": {"kept": "optimized", "dev": {
+        "zero-shot": {"accuracy": 0.5}, "optimized": {"accuracy": 0.6}}}}
+    lora = {"method": "huggingface_lora", "extra": {"kept": "epoch 2", "epochs": [
+        {"epoch": 0, "dev_accuracy": 0.5}, {"epoch": 1, "dev_accuracy": 0.7},
+        {"epoch": 2, "dev_accuracy": 0.6}]}}
+    openai = {"method": "openai_finetune", "extra": {"kept": "base", "dev_scores": {
+        "base": {"accuracy": 0.5}, "step 9": {"accuracy": 0.4}}}}
+    assert dev_choice(dspy) == {"base": 0.5, "kept": 0.6, "name": "optimized"}
+    assert dev_choice(lora) == {"base": 0.5, "kept": 0.6, "name": "epoch 2"}
+    assert dev_choice(openai) == {"base": 0.5, "kept": 0.5, "name": "base"}
+    assert dev_choice({"method": "dspy", "extra": {}}) is None
