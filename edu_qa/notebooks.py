@@ -69,7 +69,8 @@ def render(console, folder: Path = NOTEBOOKS_DIR, scripts=SCRIPTS, timeout_s: in
 
     from .local_model import EMBEDDED_CACHE, embedded_model_folder
     embedded_model_folder()  # the one-time conversion, here, so every copy reuses it
-    os.environ["EDU_QA_MODEL_CACHE"] = str(EMBEDDED_CACHE)  # the kernels inherit it
+    os.environ["EDU_QA_MODEL_CACHE"] = str(EMBEDDED_CACHE)  # the kernels inherit it, and:
+    os.environ["TQDM_DISABLE"] = "1"  # no progress bars in a page that is read, not watched
     written = []
     with tempfile.TemporaryDirectory(prefix="edu-qa-notebooks-") as tmp:
         copy = project_copy(Path(tmp))
