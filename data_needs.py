@@ -8,7 +8,7 @@ Each point is the script itself, run as a student would with --train-size N --se
 methods use the embedded SmolLM2-135M model and learn, at each size, from the SAME
 training examples: a seeded sample with the subjects in proportion (edu_qa.training_subset,
 as --train-size draws it), one sample per seed. Each point is scored by the shared metric on
-the same 24 test questions; the plot draws the mean over seeds with the lowest and highest
+the same test questions (152 in the shipped file); the plot draws the mean over seeds with the lowest and highest
 seed as the spread, and the plain-prompt baseline (results/baseline.json) as a line.
 
 Protocol, chosen to fit a laptop CPU: LoRA gets the same number of optimizer steps at every size
