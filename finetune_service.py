@@ -21,8 +21,11 @@ these routes.
 A job goes validating_files -> queued -> running -> succeeded | failed | cancelled. A file
 that passes validation (OpenAI's format rules, and every example rendered in the base model's
 chat template) is one training can use. Training is the LoRA recipe of huggingface_lora.py,
-with its settings (edu_qa/recipe.py), one job at a time; a cancelled job is "cancelled" at
-once and its training stops at the next step. OpenAI's hyperparameters map onto it like this:
+with its settings (edu_qa/recipe.py), one job at a time, in a process of its own, so that chat
+and the API keep answering meanwhile. Queued jobs take turns by key: each key's jobs in the
+order they came, the key served longest ago first, so one key's ten jobs do not queue ahead
+of a class. A cancelled job is "cancelled" at once and its training stops at the next step.
+OpenAI's hyperparameters map onto it like this:
     n_epochs                 -> epochs; "auto": OpenAI's rule (chat_format.default_epochs)
     batch_size               -> batch_size; "auto": the recipe's default
     learning_rate_multiplier -> times the recipe's learning rate; "auto": 1
@@ -33,11 +36,15 @@ are accepted too, so code written for OpenAI runs unchanged: each trains a local
 the first base model unless --serve-as NAME=BASE says otherwise. The job keeps the name asked
 for, and its first event says which local model really trains.
 An event is written for every logged training loss and every validation loss, and a
-checkpoint (a LoRA adapter, callable as ft:...:ckpt-step-N) at the end of every epoch.
+checkpoint (a LoRA adapter, callable as ft:...:ckpt-step-N) at the end of every epoch. A job
+that succeeds lists one file in result_files, as at OpenAI: step_metrics.csv (purpose
+fine-tune-results; step, train_loss, train_accuracy, valid_loss, valid_mean_token_accuracy,
+a row per step), whose content comes base64-encoded, as OpenAI sends it.
 Chat answers are greedy, whatever temperature is asked for: the lesson compares models, not
 samples. Everything lives under --data-dir, so a restarted service keeps its files, jobs and
-models, and queues again a job that was training when it stopped. One service at a time may
-use a data directory: a second one refuses to start, naming the process that holds it.
+models, and queues again a job that was training when it stopped (first, then the others in
+their turns). One service at a time may use a data directory: a second one refuses to start,
+naming the process that holds it.
 
 Sharing one machine's service with a class: it binds to 127.0.0.1 unless --host says
 otherwise, and on any other address it refuses to start without API keys. Without keys it

@@ -4,6 +4,8 @@ file:
 
     store.py          files and jobs on disk under the data directory, its lock, ids, errors
     worker.py         a job's way: validated, queued, trained (one at a time), or cancelled
+    fair_queue.py     the training queue: each key's jobs in order, the keys taking turns
+    training_process.py  the child process that trains jobs, and its messages to the worker
     training.py       one job's LoRA training, with the recipe's settings (edu_qa/recipe.py)
     models.py         the models a key may call or train; chat models loaded on first use
     bodies.py         the JSON bodies accepted (pydantic models) and their refusals

@@ -52,11 +52,15 @@ def create_app(data_dir: str | Path = DEFAULT_DATA_DIR, base_models: dict[str, s
         app.include_router(router)
     answer_errors_as_openai_does(app)
 
-    for record in sorted(store.jobs.values(), key=lambda r: r["object"]["created_at"]):
-        if record["object"]["status"] in OPEN_STATES:  # it was training when we stopped
+    # the jobs a stopped service left open are queued again: the one it was training first,
+    # then the others in the fair queue's order (each key's last turn is in its records)
+    for record in sorted(store.jobs.values(), key=lambda r: (
+            r["object"]["status"] != "running", r.get("created", r["object"]["created_at"]))):
+        if record["object"]["status"] in OPEN_STATES:
+            resumed = record["object"]["status"] == "running"
             record["object"]["status"] = "validating_files"
             store.event(record, "The service restarted; the job is queued again")
-            worker.submit(record["object"]["id"])
+            worker.submit(record["object"]["id"], resumed=resumed)
     return app
 
 

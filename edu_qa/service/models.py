@@ -18,6 +18,10 @@ BASE_MODELS = {EMBEDDED_ID: edu_qa.EMBEDDED_MODEL}  # model id -> what load_loca
 # jobs.create and trained on a local stand-in, so code written for OpenAI runs unchanged
 OPENAI_MODELS = ("gpt-3.5-turbo", "gpt-4o-mini", "gpt-4o", "gpt-4.1")
 LOADED_MODELS = 3  # chat models kept in memory at once (base + tuned + a checkpoint)
+# transformers imports its parts on first use, and two threads doing so at once can fail
+# ("cannot import name 'AutoConfig'", seen with a class's first requests): the service's
+# threads load tokenizers and models one at a time
+LOADING = threading.Lock()
 
 
 def stand_ins(base_models: dict[str, str], serve_as: dict[str, str] | None) -> dict[str, str]:
@@ -114,11 +118,12 @@ class Models:
         base = self.base_models[self.find(model_id, owner)["base"]]
         with self.lock:
             if base not in self.tokenizers:
-                from transformers import AutoConfig
-                config = AutoConfig.from_pretrained(edu_qa.model_source(base),
-                                                    local_files_only=True)
-                self.tokenizers[base] = (edu_qa.load_tokenizer(base),
-                                         getattr(config, "max_position_embeddings", 2048))
+                with LOADING:
+                    from transformers import AutoConfig
+                    config = AutoConfig.from_pretrained(edu_qa.model_source(base),
+                                                        local_files_only=True)
+                    self.tokenizers[base] = (edu_qa.load_tokenizer(base),
+                                             getattr(config, "max_position_embeddings", 2048))
             tok, context = self.tokenizers[base]
         try:
             ids = tok.apply_chat_template(conversation, tokenize=True,
@@ -130,10 +135,11 @@ class Models:
 
 
 def load_chat_model(source: str, adapter: str | None):
-    model, tok = edu_qa.load_local_model(source)
-    if adapter:
-        # imported on the first chat with a tuned model, not at the service's start: peft
-        # brings torch and transformers (seconds)
-        from peft import PeftModel
-        model = PeftModel.from_pretrained(model, adapter)
+    with LOADING:
+        model, tok = edu_qa.load_local_model(source)
+        if adapter:
+            # imported on the first chat with a tuned model, not at the service's start: peft
+            # brings torch and transformers (seconds)
+            from peft import PeftModel
+            model = PeftModel.from_pretrained(model, adapter)
     return model.eval(), tok

@@ -1,17 +1,18 @@
 """/v1/files: upload a JSONL file for fine-tuning, list, retrieve, read back and delete a
-key's files. An upload is measured while it is read (BodyLimit): one over --max-file-mb is
-refused (413) before it is stored, and one key's files together stay within
---max-storage-mb."""
+key's files (its uploads, and its jobs' results files). An upload is measured while it is
+read (BodyLimit): one over --max-file-mb is refused (413) before it is stored, and one key's
+files together stay within --max-storage-mb."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
-from openai.types import FileDeleted, FileObject
+from fastapi.responses import FileResponse, Response
+from openai.types import FileDeleted
 
-from .store import OPEN_STATES, APIError, new_id, now
+from .store import OPEN_STATES, RESULTS_PURPOSE, APIError
 from .web import Caller, Parts, page
 
 router = APIRouter(prefix="/v1/files")
@@ -38,9 +39,6 @@ async def upload(request: Request, who: Caller, service: Parts):
     raw = await file.read(service.upload_limit + 1)
     if len(raw) > service.upload_limit:
         raise too_large
-    obj = FileObject(id=new_id("file"), object="file", bytes=len(raw), created_at=now(),
-                     filename=Path(file.filename or "upload.jsonl").name, purpose=purpose,
-                     status="processed").model_dump(mode="json", exclude_none=True)
     with store.lock:
         used = sum(r["object"]["bytes"] for r in store.files.values() if r["owner"] == who)
         if used + len(raw) > service.max_storage_mb * 1e6:
@@ -48,13 +46,7 @@ async def upload(request: Request, who: Caller, service: Parts):
                            f"storage quota of {service.max_storage_mb} MB ({used / 1e6:.3g} "
                            "MB used); delete files you no longer need (DELETE /v1/files/ID)",
                            code="insufficient_quota", kind="insufficient_quota", retry=False)
-        path = store.file_path(obj["id"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(raw)
-        record = {"object": obj, "owner": who}
-        store.files[obj["id"]] = record
-        store.save("files", record)
-    return obj
+        return store.add_file(who, Path(file.filename or "upload.jsonl").name, purpose, raw)
 
 
 @router.get("")
@@ -75,9 +67,13 @@ def get_file(file_id: str, who: Caller, service: Parts):
 
 @router.get("/{file_id}/content")
 def file_content(file_id: str, who: Caller, service: Parts):
-    service.store.owned(service.store.files, file_id, who, "file")
-    return FileResponse(service.store.file_path(file_id),
-                        media_type="application/octet-stream")
+    record = service.store.owned(service.store.files, file_id, who, "file")
+    path = service.store.file_path(file_id)
+    if record["object"]["purpose"] == RESULTS_PURPOSE:
+        # OpenAI sends a job's results CSV base64-encoded, and the cookbook's notebooks
+        # decode it (base64.b64decode(client.files.content(id).read())): so does this service
+        return Response(base64.b64encode(path.read_bytes()), media_type="text/plain")
+    return FileResponse(path, media_type="application/octet-stream")
 
 
 @router.delete("/{file_id}")
@@ -92,7 +88,8 @@ def delete_file(file_id: str, who: Caller, service: Parts):
             raise APIError(400, f"File {file_id} is used by job {users[0]}, which has not "
                            "finished; cancel the job or wait for it", code="file_in_use",
                            param="file_id")
+        path = store.file_path(file_id)  # while its record says where it is
         del store.files[file_id]
         store.remove("files", file_id)
-        store.file_path(file_id).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
     return FileDeleted(id=file_id, object="file", deleted=True).model_dump(mode="json")

@@ -5,6 +5,7 @@ checkpoints, and cancel it. Each key may have at most --max-jobs-per-key unfinis
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -40,9 +41,10 @@ def create_job(request: Request, who: Caller, service: Parts,
                            f"queues at most {service.max_jobs_per_key} per key. Wait for one "
                            "or cancel one.", code="too_many_jobs", retry=False,
                            kind="rate_limit_exceeded")
+        # created: created_at to the microsecond, the order of a key's jobs in the queue
         record = {"object": job, "owner": who, "idempotency_key": idem, "events": [],
                   "checkpoints": [], "org": org_of(who)[1], "suffix": asked.suffix,
-                  "adapter": None, "base": base}
+                  "adapter": None, "base": base, "created": time.time()}
         store.jobs[job["id"]] = record
         store.save("jobs", record)
     store.event(record, f"Created fine-tuning job: {job['id']}" + (
@@ -121,7 +123,8 @@ def newest_first(store: Store, job_id: str, who: str, kind: str) -> list[dict]:
 
 @router.post("/{job_id}/cancel")
 def cancel_job(job_id: str, who: Caller, service: Parts):
-    """Cancelled at once, as OpenAI answers; a job in training stops at its next step."""
+    """Cancelled at once, as OpenAI answers; a queued job leaves the queue, a job in training
+    stops at its next step."""
     store = service.store
     record = store.owned(store.jobs, job_id, who, "job")
     with store.lock:
@@ -130,7 +133,7 @@ def cancel_job(job_id: str, who: Caller, service: Parts):
             raise APIError(400, f"Job {job_id} is already {job['status']}; only a job that "
                            "has not finished can be cancelled", code="job_not_cancellable",
                            param="fine_tuning_job_id")
-        service.worker.cancelled.add(job_id)
+        service.worker.cancel(job_id)
         store.event(record, "Job cancelled")
         job.update(status="cancelled", finished_at=now())
         store.save("jobs", record)

@@ -27,6 +27,14 @@ from .store import DEFAULT_DATA_DIR
 from .web import is_loopback
 
 
+# The service on its own (main) answers chats in one CPU thread. Jobs train in another
+# process, on torch's default threads; chat's own threads would each wait for the others at
+# every token while training holds the cores, and a chat would take as long as many training
+# steps. With one thread it answers about as fast as with no job training (measured on 2
+# cores: benchmarks/README.md, "A class at once"). serve() leaves its caller's threads alone.
+CHAT_THREADS = 1
+
+
 def check_host(host: str, api_keys: list[str] | None) -> None:
     if not is_loopback(host) and not api_keys:
         raise edu_qa.UserError(f"--host {host} would let anyone on the network train and call "
@@ -37,7 +45,9 @@ def check_host(host: str, api_keys: list[str] | None) -> None:
 @contextlib.contextmanager
 def serve(host: str = "127.0.0.1", port: int = 0, **app_options):
     """Run the service in a background thread of this process; yields its base URL
-    (http://HOST:PORT/v1, port 0 = a free one) and stops it on exit."""
+    (http://HOST:PORT/v1, port 0 = a free one) and stops it on exit. Jobs train in a child
+    process started with multiprocessing's spawn, which imports the calling program's main
+    module again: a program that calls serve() does so under `if __name__ == "__main__":`."""
     check_host(host, app_options.get("api_keys"))
     app = create_app(**app_options)  # first: it locks the data directory
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -137,6 +147,8 @@ def main(argv=None, usage: str = __doc__) -> None:
     bases = BASE_MODELS | name_to_value(args.base_model, "--base-model", "ID=SOURCE")
     serve_as = name_to_value(args.serve_as, "--serve-as", "NAME=BASE")
     keys = read_keys(args.api_keys_file)
+    import torch  # here, not at the top: --help and serve() do not pay for it
+    torch.set_num_threads(CHAT_THREADS)
     with serve(args.host, args.port, data_dir=args.data_dir, base_models=bases, api_keys=keys,
                max_file_mb=args.max_file_mb, max_jobs_per_key=args.max_jobs_per_key,
                max_storage_mb=args.max_storage_mb, serve_as=serve_as, use_gpu=args.gpu) as url:

@@ -4,8 +4,11 @@ shape, the data directory's lock.
 Everything lives under the data directory, so that a restarted service keeps its files, jobs
 and models:
     files/FILE.jsonl, files/FILE.json   an upload, and its record
-    jobs/JOB.json                       a job: its OpenAI object, owner, events, checkpoints
-    models/JOB/checkpoints/step-N/      the adapter of each checkpoint (ft:...:ckpt-step-N)
+    files/FILE.csv                      a job's results (its step metrics), beside its record
+    jobs/JOB.json                       a job: its OpenAI object, owner, events, checkpoints,
+                                        and its turn in the training queue once it trained
+    models/JOB/checkpoints/step-N/      the adapter of each checkpoint (ft:...:ckpt-step-N),
+                                        copied in as step-N.partial, then renamed
     models/JOB/final/                   the fine-tuned model's adapter (ft:...)
     models/JOB/trainer/                 Trainer's own folder while the job trains
     service.lock                        held while a service uses the directory
@@ -23,6 +26,7 @@ import time
 from pathlib import Path
 
 from fastapi.responses import JSONResponse
+from openai.types import FileObject
 from openai.types.fine_tuning import FineTuningJobEvent
 
 import edu_qa
@@ -31,6 +35,7 @@ DEFAULT_DATA_DIR = edu_qa.HERE / "outputs" / "finetune_service"
 LOCK_FILE = "service.lock"  # in the data directory: one service at a time uses it
 OPEN_STATES = ("validating_files", "queued", "running")
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
+RESULTS_PURPOSE = "fine-tune-results"  # a job's results file, as OpenAI names its purpose
 
 
 class APIError(Exception):
@@ -156,7 +161,25 @@ class Store:
         return record
 
     def file_path(self, file_id: str) -> Path:
-        return self.dir / "files" / f"{file_id}.jsonl"
+        """Where a file's content is: FILE.jsonl for an upload, FILE.csv for a job's results."""
+        record = self.files.get(file_id)
+        results = record is not None and record["object"]["purpose"] == RESULTS_PURPOSE
+        return self.dir / "files" / f"{file_id}.{'csv' if results else 'jsonl'}"
+
+    def add_file(self, owner: str, filename: str, purpose: str, content: bytes) -> dict:
+        """A new file of owner's (an upload, or a job's results): its content and its record
+        written; its OpenAI object."""
+        obj = FileObject(id=new_id("file"), object="file", bytes=len(content),
+                         created_at=now(), filename=filename, purpose=purpose,
+                         status="processed").model_dump(mode="json", exclude_none=True)
+        record = {"object": obj, "owner": owner}
+        with self.lock:
+            self.files[obj["id"]] = record
+            path = self.file_path(obj["id"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            self.save("files", record)
+        return obj
 
     def job_dir(self, job_id: str) -> Path:
         return job_folder(self.dir, job_id)

@@ -1,16 +1,17 @@
-"""One job's training: LoRA on the job's chat examples, run by the worker's training thread.
+"""One job's training: LoRA on the job's chat examples, run in the training process
+(training_process.py), never in the service's own.
 
 It makes the library calls that huggingface_lora.py teaches (LoraConfig, get_peft_model,
 TrainingArguments, Trainer) with the same settings, read from edu_qa/recipe.py, so that a job
 trains as the script does. What differs is the job: its examples are an OpenAI chat file, its
-hyperparameters are OpenAI's (mapped below), its log lines become the job's events, each
-epoch's save becomes one of its checkpoints, and a cancel stops it at the next step. There is
-no dev judge: a job keeps its last epoch, as OpenAI's jobs do. (How OpenAI's
-hyperparameters map onto the recipe's settings: hyperparameters() and arguments() below; for
-users, finetune_service.py's docstring.)
+hyperparameters are OpenAI's (mapped by the worker's hyperparameters() and by arguments()
+below; for users, finetune_service.py's docstring), its log lines become the job's events,
+each epoch's save becomes one of its checkpoints, each step a row of its step metrics (loss
+and token accuracy, OpenAI's results file), and a cancel stops it at the next step. There is
+no dev judge: a job keeps its last epoch, as OpenAI's jobs do.
 
-The worker imports this module when it first trains, not when the service starts: torch,
-transformers and peft take seconds to import."""
+This code does not touch the service's records: it runs in another process, and says what
+happened in messages (JobRun.send), which the worker applies to the store."""
 
 from __future__ import annotations
 
@@ -21,16 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 from peft import LoraConfig, get_peft_model
 from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer,
                           TrainerCallback, TrainingArguments, set_seed)
 
 import edu_qa
-from edu_qa import chat_format, training
+from edu_qa import training
 from edu_qa.recipe import LORA
 
-from .store import Store, model_folder, new_id, now, unique_steps
+from .store import job_folder, model_folder
 
 # the script's defaults: bf16 where the hardware multiplies it natively and faster, else fp32;
 # 4-bit weights (QLoRA) on CUDA, full weights elsewhere
@@ -43,43 +43,34 @@ class UnusableExamples(Exception):
 
 @dataclass(frozen=True)
 class JobRun:
-    """What training needs to know of one job, from the worker."""
-    store: Store
-    record: dict                 # the job's record: its events and checkpoints go here
+    """What training needs to know of one job, from the worker, and where it reports."""
+    data_dir: Path               # the service's data directory: the job's adapters go here
+    job_id: str
+    seed: int                    # the job's seed (LoRA's initial weights, data order, dropout)
     base_model: str              # what edu_qa.load_local_model reads
     fine_tuned_model: str        # ft:MODEL:ORG:SUFFIX:ID; a checkpoint adds :ckpt-step-N
     use_gpu: bool                # the script's --execute
     stopped: Callable[[], bool]  # cancelled, or the service is stopping
-
-    @property
-    def job_id(self) -> str:
-        return self.record["object"]["id"]
+    send: Callable[[tuple], None]  # a message to the worker: (kind, details)
 
     def event(self, message: str, **details) -> None:
-        self.store.event(self.record, message, **details)
+        """One of the job's events: level, kind and data as Store.event takes them."""
+        self.send(("event", dict(details, message=message)))
 
 
 @dataclass(frozen=True)
 class Trained:
     adapter_dir: Path  # the fine-tuned model's adapter: what the service serves as it
     tokens: int        # training tokens, times the epochs: the job's trained_tokens
-
-
-def hyperparameters(given: dict, n_examples: int) -> dict:
-    """The job's hyperparameters, each 'auto' decided."""
-    return {"n_epochs": chat_format.default_epochs(n_examples) if given["n_epochs"] == "auto"
-            else given["n_epochs"],
-            "batch_size": LORA.batch_size if given["batch_size"] == "auto"
-            else given["batch_size"],
-            "learning_rate_multiplier": 1.0 if given["learning_rate_multiplier"] == "auto"
-            else given["learning_rate_multiplier"]}
+    steps: list[dict]  # one row per step: step, train_loss, train_accuracy, and at the end of
+    #                    an epoch with a validation file valid_loss, valid_mean_token_accuracy
 
 
 def train(run: JobRun, train_examples: list[dict], valid_examples: list[dict] | None,
           hyper: dict) -> Trained | None:
     """The recipe on the job's examples; None when the job stopped before the end (cancelled,
     or the service stopping)."""
-    trainer_dir = run.store.job_dir(run.job_id) / "trainer"
+    trainer_dir = job_folder(run.data_dir, run.job_id) / "trainer"
     shutil.rmtree(trainer_dir, ignore_errors=True)  # a restarted job starts over
     device = training.choose_device(run.use_gpu, PRECISION, QUANTIZATION)
     tok = edu_qa.load_tokenizer(run.base_model)
@@ -99,9 +90,11 @@ def train(run: JobRun, train_examples: list[dict], valid_examples: list[dict] | 
     model, tok = lora_model(run, device, plan)
     if run.stopped():  # cancelled while the model loaded
         return None
-    trainer = Trainer(
+    metrics = TokenMetrics()
+    events = JobEvents(run, metrics)
+    trainer = MeasuredTrainer(
         model=model, args=arguments(run, device, plan, hyper, trainer_dir, train_ds, valid_ds),
-        train_dataset=train_ds, eval_dataset=valid_ds, callbacks=[JobEvents(run)],
+        train_dataset=train_ds, eval_dataset=valid_ds, callbacks=[events], metrics=metrics,
         # each batch padded to its longest example (labels with -100, which the loss
         # ignores); with FlashAttention not padded at all, packed into one row
         data_collator=DataCollatorWithFlattening() if plan["padding_free"] else
@@ -110,12 +103,12 @@ def train(run: JobRun, train_examples: list[dict], valid_examples: list[dict] | 
     trainer.train()
     if run.stopped():  # "cancelled" already, or "running" to be trained again on restart
         return None
-    adapter_dir = model_folder(run.store.dir, run.job_id, run.fine_tuned_model)
+    adapter_dir = model_folder(run.data_dir, run.job_id, run.fine_tuned_model)
     shutil.rmtree(adapter_dir, ignore_errors=True)
     trainer.save_model(str(adapter_dir))  # the LoRA matrices, a few MB (and Trainer's args)
     tok.save_pretrained(str(adapter_dir))
     return Trained(adapter_dir, int(sum(len(x) for x in train_ds["input_ids"])
-                                    * hyper["n_epochs"]))
+                                    * hyper["n_epochs"]), events.steps)
 
 
 def lora_model(run: JobRun, device: training.Device, plan: dict):
@@ -129,7 +122,7 @@ def lora_model(run: JobRun, device: training.Device, plan: dict):
                       if LORA.target_modules == "all-linear" else LORA.target_modules.split(","))
     # get_peft_model draws LoRA's A matrices at random (B starts at 0), before Trainer would
     # seed anything: seed first, or two jobs with the same seed train different adapters
-    set_seed(run.record["object"]["seed"])
+    set_seed(run.seed)
     return get_peft_model(training.place_for_training(model, device, plan["checkpointing"]),
                           lora), tok
 
@@ -138,7 +131,7 @@ def arguments(run: JobRun, device: training.Device, plan: dict, hyper: dict, out
               train_ds, valid_ds) -> TrainingArguments:
     """The recipe's Trainer settings, with the job's epochs, batch, learning rate and seed."""
     return TrainingArguments(
-        output_dir=str(output_dir), seed=run.record["object"]["seed"],
+        output_dir=str(output_dir), seed=run.seed,
         num_train_epochs=hyper["n_epochs"],
         learning_rate=LORA.learning_rate * hyper["learning_rate_multiplier"],
         lr_scheduler_type=LORA.lr_scheduler_type, warmup_steps=LORA.warmup_steps,
@@ -161,13 +154,58 @@ def arguments(run: JobRun, device: training.Device, plan: dict, hyper: dict, out
         report_to="none", remove_unused_columns=False)
 
 
+class TokenMetrics:
+    """What each step's batches scored on the answer tokens (the tokens the loss counts):
+    their mean loss and the share the model predicted right (OpenAI's train_accuracy); the
+    same for the validation batches (valid_mean_token_accuracy). Counted without gradients,
+    and drawing nothing random: the trained weights are those of plain Trainer."""
+
+    def __init__(self):
+        self.sums = {True: [0.0, 0, 0], False: [0.0, 0, 0]}  # training? -> loss, right, tokens
+
+    def add(self, logits, labels, training: bool) -> None:
+        with torch.no_grad():
+            # the logits at position i predict the token at i + 1
+            answer = labels[:, 1:] != -100
+            picked, wanted = logits[:, :-1][answer].float(), labels[:, 1:][answer]
+            loss = torch.nn.functional.cross_entropy(picked, wanted, reduction="sum")
+            right = (picked.argmax(-1) == wanted).sum()
+        sums = self.sums[training]
+        sums[0] += loss.item()
+        sums[1] += right.item()
+        sums[2] += int(answer.sum())
+
+    def take(self, training: bool) -> tuple[float | None, float | None]:
+        """(mean loss, token accuracy) since the last take, then counting starts again."""
+        loss, right, tokens = self.sums[training]
+        self.sums[training] = [0.0, 0, 0]
+        return (loss / tokens, right / tokens) if tokens else (None, None)
+
+
+class MeasuredTrainer(Trainer):
+    """Trainer, with each batch's answer tokens counted (TokenMetrics) as its loss is
+    computed, in training and in evaluation."""
+
+    def __init__(self, *args, metrics: TokenMetrics, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.token_metrics = metrics
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                             num_items_in_batch=num_items_in_batch)
+        self.token_metrics.add(outputs.logits, inputs["labels"], training=model.training)
+        return (loss, outputs) if return_outputs else loss
+
+
 class JobEvents(TrainerCallback):
     """Trainer's log lines become the job's events, its saves the job's checkpoints (an
-    adapter, callable as ft:...:ckpt-step-N), and a stopped job stops training."""
+    adapter, callable as ft:...:ckpt-step-N), each step a row of step metrics, and a stopped
+    job stops training."""
 
-    def __init__(self, run: JobRun):
-        self.run = run
+    def __init__(self, run: JobRun, metrics: TokenMetrics):
+        self.run, self.metrics = run, metrics
         self.last = {}  # the latest losses: the metrics of the next checkpoint
+        self.steps = []  # the step metrics, a row per step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -183,6 +221,9 @@ class JobEvents(TrainerCallback):
             self.run.event(f"Step {step}/{total}: validation loss={logs['eval_loss']:.4f}",
                            kind="metrics", data={"step": step, "valid_loss": logs["eval_loss"],
                                                  "total_steps": total})
+            if self.steps and self.steps[-1]["step"] == step:  # on_step_end wrote it
+                self.steps[-1].update(valid_loss=logs["eval_loss"],
+                                      valid_mean_token_accuracy=self.metrics.take(False)[1])
 
     def on_save(self, args, state, control, **kwargs):
         if self.run.stopped():
@@ -190,26 +231,23 @@ class JobEvents(TrainerCallback):
         step = state.global_step
         name = f"{self.run.fine_tuned_model}:ckpt-step-{step}"
         saved = Path(args.output_dir) / f"checkpoint-{step}"
-        folder = model_folder(self.run.store.dir, self.run.job_id, name)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = model_folder(self.run.data_dir, self.run.job_id, name)
+        # copied beside, then renamed: a process ended mid-copy leaves no folder that looks
+        # whole (and the worker records a checkpoint only once this message arrives)
+        partial = folder.with_name(f"{folder.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
         for file in ("adapter_config.json", "adapter_model.safetensors"):
-            shutil.copy2(saved / file, folder / file)
-        self.checkpoint(step, name, folder)
+            shutil.copy2(saved / file, partial / file)
+        shutil.rmtree(folder, ignore_errors=True)  # an earlier run's (a job trained again)
+        partial.rename(folder)
+        self.run.send(("checkpoint", {"step": step, "name": name, "folder": str(folder),
+                                      "metrics": {k: v for k, v in self.last.items()
+                                                  if k != "step"}}))
 
     def on_step_end(self, args, state, control, **kwargs):
+        loss, accuracy = self.metrics.take(True)
+        self.steps.append({"step": state.global_step, "train_loss": loss,
+                           "train_accuracy": accuracy})
         if self.run.stopped():
             control.should_training_stop = True
-
-    def checkpoint(self, step: int, name: str, folder: Path) -> None:
-        store, record = self.run.store, self.run.record
-        metrics = {k: v for k, v in self.last.items() if k != "step"}
-        cp = FineTuningJobCheckpoint(
-            id=new_id("ftckpt"), object="fine_tuning.job.checkpoint", created_at=now(),
-            fine_tuned_model_checkpoint=name, fine_tuning_job_id=self.run.job_id,
-            step_number=step, metrics=dict(metrics, step=step),
-        ).model_dump(mode="json", exclude_none=True)
-        with store.lock:  # a job trained again replaces its earlier run's checkpoints
-            record["checkpoints"] = unique_steps(
-                record["checkpoints"] + [dict(cp, folder=str(folder))])
-            store.save("jobs", record)
-        self.run.event(f"Checkpoint created at step {step}")
