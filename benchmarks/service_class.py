@@ -1,16 +1,17 @@
 """A class at once: the local fine-tuning service shared by 30 students, each with a key.
 
     python benchmarks/service_class.py                # 30 students on the embedded model
-    python benchmarks/service_class.py --students 4   # a quick check of the path
+    python benchmarks/service_class.py --students 4 --long-after 10 --no-readme  # the path
 
 It starts finetune_service.py in its own process on 127.0.0.1 with one key per student (a keys
-file) and its own data directory (outputs/service_class/, with the service's log), then runs the students at once, each in a thread with its
-own key and the official openai SDK (no retries: every failed request counts): upload a small
-training file (--examples questions of small_edu_qa.jsonl's train split, in chat format),
+file) and its own data directory (outputs/service_class/, with the service's log), then runs
+the students at once, each in a thread with its own key and the official openai SDK (no
+retries: every failed request counts): upload a small training file (--examples questions of
+small_edu_qa.jsonl's train split, each with the first sentence of its answer, in chat format),
 create a job (1 epoch), then chat with the base model --chats times while the jobs train, and
-wait for the job. Meanwhile two students measure one more figure: a one-message chat sent
-while the other sends a 10,000-message request, which the service must refuse at once (400
-context_length_exceeded) without holding the short one.
+wait for the job. Then, while jobs still train, two students measure one more figure: a
+one-message chat sent while the other sends a 10,000-message request, which the service must
+refuse at once (400 context_length_exceeded) without holding the short one.
 
 Figures: requests that failed and jobs that did not succeed (both must be 0), chat latency
 (median, p95) counting the chats sent while a job trained, how long the queue took to drain
@@ -289,8 +290,10 @@ def main(argv=None) -> None:
     parser.add_argument("--max-tokens", type=int, default=16, help="the most a reply may have")
     parser.add_argument("--chat-gap", type=float, default=10,
                         help="seconds between one student's chats")
-    parser.add_argument("--long-after", type=float, default=20,
-                        help="seconds after the jobs are created to send the long request")
+    parser.add_argument("--long-after", type=float, default=90,
+                        help="seconds after the jobs are created to send the long request: "
+                        "after the students' chats, while jobs still train, so that its figure "
+                        "is the long request's doing, not the class's chats'")
     parser.add_argument("--no-readme", action="store_true",
                         help="print the table only (a quick check: nothing written)")
     args = parser.parse_args(argv)

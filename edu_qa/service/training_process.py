@@ -2,9 +2,9 @@
 the API and chat keep answering while a job trains (training holds its own interpreter, GIL
 and CPU threads, not the service's).
 
-The child imports torch, transformers and peft once (about 10 s on a laptop CPU) and trains
-job after job. It never touches the service's records: for each job it receives a task (the
-job's examples and settings) and sends back messages, which the worker applies to the store:
+The child imports torch, transformers and peft once (seconds) and trains job after job. It
+never touches the service's records: for each job it receives a task (the job's examples and
+settings) and sends back messages, which the worker applies to the store:
 
     ("started", None)                         the task arrived: the job is running
     ("event", {message, level, kind, data})   one of the job's events
@@ -15,8 +15,8 @@ job's examples and settings) and sends back messages, which the worker applies t
     ("error", reason)                         training raised an exception
 and, said by the parent: ("crashed", reason) when the child died (killed, out of memory).
 
-A job that must stop (cancelled, or the service stopping) is asked to stop at its next step;
-a child that has not stopped STOP_GRACE_S later is killed, and the next job starts a new one.
+A cancelled job is asked to stop at its next step; a child that has not stopped STOP_GRACE_S
+later is killed, and the next job starts a new one. A stopping service ends the child at once.
 Ctrl-C is the service's to handle: the child ignores it, and the service ends it."""
 
 from __future__ import annotations
