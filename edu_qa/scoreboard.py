@@ -315,7 +315,7 @@ def save_and_compare(console, dataset: QADataset, results: dict, results_dir,
     """Step 6 of every script: write results, the scoreboard, one question through all, and
     the step's notice: which method these numbers support, and when."""
     path = write_results(results, results_dir)
-    console.print(f"results: {path}")
+    console.print(f"results: {portable(path)}")
     columns = print_scoreboard(console, dataset, results_dir, this_run=results["method"])
     print_one_question(console, dataset, question, results_dir, this_run=results["method"])
     notice(console, which_method(columns, results))

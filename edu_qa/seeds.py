@@ -4,6 +4,8 @@
     seed_runs()           every recorded seed run of a method on this dataset and settings
     spread()              mean and range of accuracy and F1 over those runs
     spread_in_words()     "this run (seed 0): 0.71; seeds 0-4: 0.66-0.74, mean 0.70"
+    EXERCISES             LESSON.md's exercises that are settings of their own, and
+    exercise_runs()       their runs over seeds (python seeds.py --exercises)
 
 A run counts for a method's spread only when its settings are the default run's apart from
 the seed and where things are written: other settings answer another question.
@@ -20,6 +22,14 @@ from .results import RESULTS_DIR, summarize
 from .scoring import grade
 
 SEEDS_DIR = RESULTS_DIR / "seeds"
+EXERCISES_DIR = RESULTS_DIR / "exercises"
+# LESSON.md's exercises whose finding is a run of other settings: (method, the settings)
+EXERCISES = {
+    "adapter-chat": ("dspy", ["--adapter", "chat"]),                 # 2: DSPy's field markers
+    "epochs-4": ("huggingface_lora", ["--epochs", "4"]),             # 3: more epochs
+    "optimizer-labeled": ("dspy", ["--optimizer", "labeled"]),       # 5: cheaper optimizers
+    "optimizer-bootstrap": ("dspy", ["--optimizer", "bootstrap"]),
+}
 # settings that say where a run writes, not what it does
 WHERE = {"seed", "results_dir", "output_dir", "question"}
 
@@ -27,6 +37,43 @@ WHERE = {"seed", "results_dir", "output_dir", "question"}
 def seed_folder(seed: int) -> Path:
     """Where `python seeds.py` writes seed S (seed 0 is the default run, in results/)."""
     return RESULTS_DIR if seed == 0 else SEEDS_DIR / f"seed-{seed}"
+
+
+def exercise_folder(exercise: str, seed: int) -> Path:
+    """Where `python seeds.py --exercises` writes an exercise's seed S."""
+    return EXERCISES_DIR / exercise / f"seed-{seed}"
+
+
+def exercise_runs(dataset: QADataset, exercise: str) -> list[dict]:
+    """The results files of an exercise's runs on this dataset, by seed: those whose settings
+    are the default run's with the exercise's settings instead (others answer another question)."""
+    method, settings = EXERCISES[exercise]
+    default = _read(RESULTS_DIR / f"{method}.json")
+    if not default:
+        return []
+    changed = {flag.removeprefix("--").replace("-", "_"): value
+               for flag, value in zip(settings[::2], settings[1::2])}
+    want = {k: v for k, v in _what(default).items() if k not in changed}
+    found = {}
+    for path in sorted((EXERCISES_DIR / exercise).glob(f"seed-*/{method}.json")):
+        res = _read(path)
+        if not res or res["dataset"].get("sha256") != dataset.sha256:
+            continue
+        what = _what(res)
+        if {k: v for k, v in what.items() if k not in changed} == want and \
+                all(_same(what.get(k), v) for k, v in changed.items()):
+            found[res["config"]["seed"]] = res
+    return [found[s] for s in sorted(found)]
+
+
+def _same(value, typed: str) -> bool:
+    """A setting's recorded value is what was typed: --epochs 4 is recorded as 4.0."""
+    if str(value) == typed:
+        return True
+    try:
+        return float(value) == float(typed)
+    except (TypeError, ValueError):
+        return False
 
 
 def _read(path: Path) -> dict | None:
@@ -88,7 +135,9 @@ def spread(runs: list[dict], metric: str = "accuracy") -> dict | None:
 
 
 def seeds_label(seeds: list[int]) -> str:
-    """'seeds 0-4' for a run of consecutive seeds, else 'seeds 0, 2, 7'."""
+    """'seeds 0-4' for a run of consecutive seeds, else 'seeds 0, 2, 7'; 'seed 0' for one."""
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
     if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
         return f"seeds {seeds[0]}-{seeds[-1]}"
     return "seeds " + ", ".join(map(str, seeds))

@@ -11,6 +11,7 @@ settings, edu_qa/recipe.py.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,7 +319,9 @@ def needs_execute(model: str, shape: dict | None, device: Device,
 
 def quiet_trainer(trainer, show_progress: bool) -> None:
     """The Trainer's raw log dicts (loss, grad_norm, eval_runtime, ...) are not printed: the
-    epoch table after training says what they say. A progress bar stays on a terminal."""
+    epoch table after training says what they say. A progress bar stays on a terminal, not in
+    a log or a notebook (edu_qa.console() sets TQDM_DISABLE there: a rendered notebook would
+    keep an empty progress widget)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     class BarOnly(ProgressCallback):
@@ -326,7 +329,7 @@ def quiet_trainer(trainer, show_progress: bool) -> None:
             pass
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    if show_progress:
+    if show_progress and os.environ.get("TQDM_DISABLE", "0").lower() not in ("1", "true"):
         trainer.add_callback(BarOnly())
 
 

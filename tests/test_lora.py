@@ -343,3 +343,24 @@ def test_ctrl_c_during_training_exits_130_with_how_to_resume(tmp_path, tiny_mode
     assert proc.returncode == 130, err[-2000:]
     assert "Interrupted." in err and "--resume" in err and "Traceback" not in err
     assert not (tmp_path / "results").exists()  # nothing half-written
+
+
+def test_a_progress_bar_on_a_terminal_none_in_a_log_or_notebook(monkeypatch):
+    """edu_qa.console() sets TQDM_DISABLE when stdout is not a terminal; Trainer's bar follows
+    it, so a rendered notebook holds no empty progress widget."""
+    from edu_qa import training
+
+    class FakeTrainer:
+        def __init__(self):
+            self.added = []
+
+        def remove_callback(self, callback):
+            pass
+
+        def add_callback(self, callback):
+            self.added.append(callback)
+    for value, bars in (("1", 0), ("0", 1)):
+        monkeypatch.setenv("TQDM_DISABLE", value)
+        trainer = FakeTrainer()
+        training.quiet_trainer(trainer, show_progress=True)
+        assert len(trainer.added) == bars

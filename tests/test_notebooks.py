@@ -62,9 +62,8 @@ def test_openai_runs_as_a_notebook(tmp_path):
     assert seen == {"status": "succeeded", "epochs": 1, "n": 152}
 
 
-# dspy_example.py and openai_finetune.py render with the same command; their pages are not
-# committed yet (issue 26: rendering them needs a quiet machine), so only LoRA's is checked
-@pytest.mark.parametrize("script", ["huggingface_lora.py"])
+@pytest.mark.parametrize("script", ["huggingface_lora.py", "dspy_example.py",
+                                    "openai_finetune.py"])
 def test_rendered_notebook_is_the_script_run_to_its_end(script):
     """notebooks/<script>.ipynb, what the repository page shows, holds exactly the script's
     cells (a script edited without `python report.py --notebooks` fails here), and it was run:
@@ -82,3 +81,7 @@ def test_rendered_notebook_is_the_script_run_to_its_end(script):
     for n in range(1, 7):
         assert f"Step {n}. " in text
     assert text.count("What to notice: ") >= 6
+    # a page that is read, not watched: no empty progress widget, no temporary folder
+    assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in
+                (o.get("data") or {})]
+    assert "edu-qa-notebooks-" not in text

@@ -162,3 +162,68 @@ def test_dev_choice_reads_each_methods_own_record():
     assert dev_choice(lora) == {"base": 0.5, "kept": 0.6, "name": "epoch 2"}
     assert dev_choice(openai) == {"base": 0.5, "kept": 0.5, "name": "base"}
     assert dev_choice({"method": "dspy", "extra": {}}) is None
+
+
+def test_exercise_findings_come_from_their_runs_over_seeds(tmp_path, monkeypatch):
+    """Exercises 2, 3 and 5 are runs of their own settings (python seeds.py --exercises): the
+    solutions give each finding per seed, read from those runs only, and say how to make them
+    when there are none."""
+    from edu_qa import lesson, seeds
+    monkeypatch.setattr(seeds, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(seeds, "SEEDS_DIR", tmp_path / "seeds")
+    monkeypatch.setattr(seeds, "EXERCISES_DIR", tmp_path / "exercises")
+    data = edu_qa.load_qa()
+    assert "has no recorded runs: `python seeds.py --exercises`" in \
+        "\n".join(lesson.exercise_lines(data))
+
+    def run(method, seed, right, folder, extra=None, **config):
+        res = make_results(data, method, before_right=70, after_right=right)
+        res["config"], res["extra"] = {"seed": seed, **config}, extra
+        res["wall_time_s"]["total"] = 120.0 + 60 * seed
+        edu_qa.write_results(res, folder)
+
+    def stages(zero_failed=0, failed=0, accuracy=0.5):
+        return {"zero-shot program": {"parse_failures": zero_failed},
+                "optimized program": {"parse_failures": failed, "accuracy": accuracy}}
+
+    for seed in (0, 1):
+        run("dspy", seed, 80, seeds.seed_folder(seed), optimizer="random-search", adapter="x",
+            extra={"optimizer_report": {"lm_calls": 578 + seed}, "kept": "optimized",
+                   "stages": stages(accuracy=0.5)})
+        run("huggingface_lora", seed, 76, seeds.seed_folder(seed), epochs=2)
+        run("dspy", seed, 20 + seed, seeds.exercise_folder("adapter-chat", seed),
+            optimizer="random-search", adapter="chat",
+            extra={"kept": "zero-shot", "stages": stages(140, 120 - seed)})
+        kept = "epoch 2" if seed == 0 else "base"
+        run("huggingface_lora", seed, 75, seeds.exercise_folder("epochs-4", seed), epochs=4.0,
+            extra={"kept": kept, "epochs": [
+                {"epoch": e, "train_loss": t, "dev_loss": d}
+                for e, t, d in ((0, None, 2.2), (1, 1.7, 1.56), (2, 1.1, 1.55 + seed),
+                                (3, 0.6, 1.7), (4, 0.3 + seed, 1.9))]})
+        for name, right, calls in (("labeled", 150, 0), ("bootstrap", 80, None)):
+            run("dspy", seed, right, seeds.exercise_folder(f"optimizer-{name}", seed),
+                optimizer=name, adapter="x",
+                extra={"optimizer_report": {"lm_calls": calls} if calls is not None else None,
+                       "kept": "zero-shot" if name == "labeled" and seed else "optimized",
+                       "stages": stages(accuracy=0.9 if name == "labeled" else 0.6)})
+    # in an exercise's folder but with other settings, or of another dataset: not counted
+    run("dspy", 2, 150, seeds.exercise_folder("adapter-chat", 2), optimizer="bootstrap",
+        adapter="chat", extra={})
+    run("huggingface_lora", 3, 0, seeds.exercise_folder("epochs-4", 3), epochs=3, extra={})
+    text = "\n".join(lesson.exercise_lines(data))
+    assert "Exercise 2: with `--adapter chat`, test replies that failed to parse, of 152: the " \
+           "zero-shot program 140, 140 (seeds 0-1), the optimized program (with its demos) " \
+           "120, 119 (seeds 0-1); the program the dev split kept: zero-shot, zero-shot " \
+           "(seeds 0-1), test accuracy 0.13–0.14, against 0.53 with the default adapter over " \
+           "its seeds; 2.0–3.0 min a run." in text
+    assert "Exercise 3: with `--epochs 4`, the training loss fell at every epoch in 1 of 2 " \
+           "seeds; the dev loss was lowest at epoch 2, 1 (seeds 0-1); the dev answers kept " \
+           "epoch 2, none (the base model) (seeds 0-1); test accuracy 0.49, against 0.50 at " \
+           "the default epochs over its seeds; 2.0–3.0 min a run." in text
+    assert "Exercise 5 (seeds 0-1; test accuracy" in text
+    assert "labeled: optimized 0.90, kept 0.99 (zero-shot kept in 1 of 2), 0 LM calls, " \
+           "2.0–3.0 min a run; bootstrap: optimized 0.60, kept 0.53 (zero-shot kept in 0 of 2), " \
+           "? LM calls, 2.0–3.0 min a run; random-search: optimized 0.50, kept 0.53 (zero-shot " \
+           "kept in 0 of 2), 578–579 LM calls, 2.0–3.0 min a run. The kept programs of random search and the cheaper optimizer, seed by seed, " \
+           "differ by more than noise (exact McNemar): labeled in 2 of 2 seeds (labeled higher " \
+           "in 2, random search in 0); bootstrap in 0 of 2 seeds." in text

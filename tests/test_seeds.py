@@ -189,3 +189,21 @@ def test_a_run_says_where_it_falls_among_the_recorded_seeds(tmp_path, monkeypatc
     assert line.startswith("this run (seed 0): accuracy 0.35, F1 ")
     assert "seeds 0-2 (python seeds.py): accuracy 0.35-0.53 (mean 0.45)" in line
     assert seeds.holds_in_words(runs) == "more than noise in 2 of 3 seeds"
+
+
+def test_the_exercises_run_over_seeds_are_the_lessons_commands():
+    """`python seeds.py --exercises` runs exactly the settings LESSON.md's exercises ask for,
+    each seed into its own folder, so the solutions' ranges answer the exercises as written."""
+    import seeds as seeds_script
+    from edu_qa.seeds import EXERCISES
+    lesson = (ROOT / "LESSON.md").read_text(encoding="utf-8")
+    for name, (method, settings) in EXERCISES.items():
+        script = seeds_script.SCRIPTS[method]
+        assert f"python {script} {' '.join(settings)}" in lesson or \
+            (script == "dspy_example.py" and f"`{' '.join(settings)}`" in lesson), name
+        for seed in (0, 3):  # seed 0 too: an exercise never writes results/<method>.json
+            argv = seeds_script.command(method, seed, name)
+            assert argv[:len(settings) + 1] == [script, *settings]
+            assert argv[argv.index("--seed") + 1] == str(seed)
+            assert argv[argv.index("--results-dir") + 1] == \
+                f"results/exercises/{name}/seed-{seed}"
