@@ -77,11 +77,11 @@ def main(argv=None) -> int:
     data = edu_qa.load_qa(edu_qa.DATA_FILE)
     logs = Path("outputs/seeds")
     logs.mkdir(parents=True, exist_ok=True)
-    runs = [(seed, method, None) for seed in range(args.seeds) for method in args.methods] \
+    todo = [(seed, method, None) for seed in range(args.seeds) for method in args.methods] \
         if args.exercises is None else \
         [(seed, EXERCISES[name][0], name) for name in args.exercises or EXERCISES
          for seed in range(args.seeds)]
-    for seed, method, exercise in runs:
+    for seed, method, exercise in todo:
         if recorded(data, method, seed, exercise):
             continue
         cmd = command(method, seed, exercise)

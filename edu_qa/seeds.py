@@ -103,7 +103,7 @@ def seed_runs(dataset: QADataset, method: str, tests: bool = True) -> list[dict]
         if not res or res["dataset"].get("sha256") != dataset.sha256 or \
                 _what(res) != _what(default):
             continue
-        summary = summarize(res) if tests else {"after": _means(res)}
+        summary = summarize(res) if tests else {"after": graded_means(res)}
         after, change = summary.get("after"), summary.get("change") or {}
         if after:
             found[res["config"]["seed"]] = {
@@ -114,7 +114,7 @@ def seed_runs(dataset: QADataset, method: str, tests: bool = True) -> list[dict]
     return [found[s] for s in sorted(found)]
 
 
-def _means(res: dict) -> dict | None:
+def graded_means(res: dict) -> dict | None:
     """Accuracy and F1 of a results file's answers, graded with today's metric, as
     summarize() grades them, without its intervals."""
     rows = [r for r in res.get("predictions") or [] if isinstance(r, dict)]
