@@ -247,7 +247,7 @@ def tune(cfg: Config, device, configured: Configured, model, tok, formatted: For
         # QLoRA's preparation turns checkpointing on itself when it is planned
         activation_checkpointing=plan["checkpointing"] and device.quantization != "4bit",
         activation_checkpointing_kwargs={"use_reentrant": False},
-        torch_compile=plan["compile"],
+        torch_compile=plan["compile"], use_liger_kernel=plan["liger"],  # GPU: fused kernels
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=LORA.lr_scheduler_type,  # cosine: decays to ~0, the last epoch settles
         warmup_steps=LORA.warmup_steps,
@@ -259,7 +259,7 @@ def tune(cfg: Config, device, configured: Configured, model, tok, formatted: For
         load_best_model_at_end=cfg.judge_on_dev,
         metric_for_best_model="dev_score" if cfg.judge_on_dev else None,
         greater_is_better=True,
-        bf16=device.precision == "bf16",
+        bf16=device.precision == "bf16", logging_nan_inf_filter=plan["nan_filter"],
         use_cpu=device.device == "cpu",
         seed=cfg.seed,
         report_to="none",                  # no tracker unless you add one

@@ -11,6 +11,8 @@ Figures, each against its target from the issues:
     the same recipe on a 4-bit NF4 base (QLoRA), tokens/s and base weight memory
   - local generation tokens/s: one question at a time vs batched (and whether answers match),
     and the tuned model batched, its adapter active (as the script evaluates) vs merged
+  - generation with bf16 or int8 weights instead of fp32: tokens/s, and how many answers
+    and grades stay the same (measured, not used by the scripts)
   - DSPy's few-shot prompts: plain left padding vs the shared demo prefix computed once
   - with --full: the embedded model's one-time conversion from GGUF, then each default run,
     cold and warm, wall time and peak resident memory
@@ -166,6 +168,48 @@ def generation_speed(adapter_dir: str) -> dict:
             "batch_size": batch_size}
 
 
+def decoding_precision() -> dict:
+    """The lever that lower-precision weights would be for generation, measured before anything
+    adopts it: the base model's test answers (one batch, 48 new tokens) and the first 12 one at
+    a time, with the weights in fp32 (the scripts'), bf16, and int8 (PyTorch's dynamic
+    quantization of every linear layer, per output channel), each against fp32's answers."""
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    from edu_qa import scoring
+    test = edu_qa.load_qa().split("test")
+    conversations = [edu_qa.chat_messages(ex.question) for ex in test]
+    tok = edu_qa.load_tokenizer(edu_qa.EMBEDDED_MODEL)
+    loads = {"fp32": lambda: edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)[0],
+             "bf16": lambda: edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL,
+                                                     dtype=torch.bfloat16)[0],
+             "int8": lambda: quantize_dynamic(
+                 edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)[0],
+                 {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)}
+    out = {}
+    for name, load in loads.items():
+        model = load().eval()
+        figures = {}
+        for label, batch, n in (("batched", 160, len(test)), ("one", 1, 12)):
+            start = time.perf_counter()
+            answers, tokens = edu_qa.generate(model, tok, conversations[:n], 48,
+                                              batch_size=batch)
+            figures[label] = {"answers": answers,
+                              "tps": tokens / (time.perf_counter() - start)}
+        correct = [scoring.is_correct(a, ex.key, ex.answer)
+                   for a, ex in zip(figures["batched"]["answers"], test)]
+        reference = out.get("fp32", {"answers": figures["batched"]["answers"],
+                                     "correct": correct})
+        out[name] = {"tps": figures["batched"]["tps"], "one_tps": figures["one"]["tps"],
+                     "answers": figures["batched"]["answers"], "correct": correct,
+                     "accuracy": sum(correct) / len(test), "n": len(test),
+                     "same": sum(a == b for a, b in zip(figures["batched"]["answers"],
+                                                         reference["answers"])),
+                     "same_grade": sum(a == b for a, b in zip(correct, reference["correct"]))}
+        del model
+    return out
+
+
 def prefix_sharing_speed() -> dict:
     """DSPy's few-shot evaluation: the test questions, each prompt holding the same 4 demos
     (~400 tokens), answered in one batch with plain left padding and with the shared prefix
@@ -298,7 +342,8 @@ def main(argv=None):
     t = training_throughput(args.steps, tmp)
     peak = bf16 if t["precision"] == "bf16" else fp32
     mfu = t["recipe_tps"] * t["flops_per_token"] / peak
-    rows.append((f"LoRA training, script recipe ({t['precision']}, Trainer, dynamic padding)",
+    rows.append((f"LoRA training, script recipe ({t['precision']}, Trainer, dynamic padding; "
+                 "the whole train(): steps, one dev-loss evaluation, one checkpoint)",
                  f"{t['recipe_tps']:.0f} tokens/s", "–"))
     rows.append(("LoRA training, plain fp32 PEFT loop (padded to 96)",
                  f"{t['plain_tps']:.0f} tokens/s", "–"))
@@ -328,6 +373,17 @@ def main(argv=None):
                  f"{g['active_tps']:.1f} / {g['merged_tps']:.1f} tokens/s "
                  f"({g['active_qps']:.1f} questions/s active), same answers "
                  f"{g['merged_same']}/{g['n']}", "–"))
+
+    d = decoding_precision()
+    for name, label in (("bf16", "bf16"), ("int8", "int8 (dynamic, per channel)")):
+        rows.append((f"generation with {label} weights instead of fp32: the {d[name]['n']} test "
+                     "questions in one batch / the first 12 one at a time; answers",
+                     f"{d[name]['tps']:.1f} / {d[name]['one_tps']:.1f} tokens/s (fp32: "
+                     f"{d['fp32']['tps']:.1f} / {d['fp32']['one_tps']:.1f}); same answers "
+                     f"{d[name]['same']}/{d[name]['n']}, graded the same "
+                     f"{d[name]['same_grade']}/{d[name]['n']}, accuracy "
+                     f"{d[name]['accuracy']:.2f} (fp32 {d['fp32']['accuracy']:.2f})",
+                     "faster, graded the same"))
 
     p = prefix_sharing_speed()
     rows.append((f"DSPy few-shot evaluation ({p['n']} prompts, 4 demos each, one batch): "

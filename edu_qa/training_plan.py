@@ -2,7 +2,8 @@
 free memory, each with its reason (huggingface_lora.py step 3 prints them).
 
     choose()        per-device batch, gradient accumulation, gradient checkpointing,
-                    torch.compile, attention kernel, padding-free batches
+                    torch.compile, attention kernel, padding-free batches, Liger kernels,
+                    the per-step NaN check
     memory()        the bytes one training step needs, by the model's shape
     time_step()     seconds of one real training step, for an honest time estimate
 
@@ -16,7 +17,13 @@ checkpointing only where QLoRA's recipe has always had it. On CUDA:
 - torch.compile when the run is long enough to repay compiling (and the base is not 4-bit,
   whose bitsandbytes kernels break the compiled graph);
 - FlashAttention-2 where the flash-attn package is installed (it also makes padding-free
-  batches possible: DataCollatorWithFlattening packs a batch into one row), else PyTorch's SDPA.
+  batches possible: DataCollatorWithFlattening packs a batch into one row), else PyTorch's SDPA;
+- Liger's Triton kernels where liger-kernel is installed (requirements-gpu.txt): the loss
+  computed from the last hidden states in chunks, never the whole logits tensor, and fused
+  RMSNorm, SwiGLU and RoPE; they matter most where nothing is compiled (QLoRA, short runs);
+- no per-step NaN check of the loss (TrainingArguments' logging_nan_inf_filter): reading each
+  step's loss back makes the CPU wait for the GPU instead of queueing the next step's work.
+Each of these was measured on its own (benchmarks/README.md, "The recipe on a GPU").
 The memory model is deliberately simple (counted tensors per token and layer, plus the logits
 the loss needs, with 10% of the free memory kept spare); benchmarks/qlora.py measures what it
 gives.
@@ -62,7 +69,8 @@ def choose(*, device: str, effective_batch: int, seq_len: int, shape: dict | Non
     (torch.cuda.mem_get_info), given so that tests can pretend any card."""
     settings = {"per_device_batch": effective_batch, "accumulation": 1,
                 "checkpointing": quantization == "4bit", "compile": False,
-                "attention": None, "padding_free": False, "reasons": []}
+                "attention": None, "padding_free": False, "liger": False, "nan_filter": True,
+                "reasons": []}
     if device != "cuda" or shape is None or not free_bytes:
         settings["reasons"].append("CPU (or unknown memory): the batch as given, no compile")
         return settings
@@ -101,9 +109,16 @@ def choose(*, device: str, effective_batch: int, seq_len: int, shape: dict | Non
     flash = importlib.util.find_spec("flash_attn") is not None and precision == "bf16"
     reasons.append("attention: FlashAttention-2 with padding-free batches" if flash
                    else "attention: PyTorch SDPA (flash-attn is not installed)")
+    liger = importlib.util.find_spec("liger_kernel") is not None
+    reasons.append("Liger kernels: the loss without a logits tensor, fused RMSNorm, SwiGLU and "
+                   "RoPE" if liger else "Liger kernels off: liger-kernel is not installed "
+                   "(requirements-gpu.txt)")
+    reasons.append("no per-step NaN check of the loss: the CPU queues the next step instead of "
+                   "waiting for this one")
     settings.update(per_device_batch=per_device, accumulation=accumulation,
                     checkpointing=checkpointing, compile=compile_,
-                    attention="flash_attention_2" if flash else "sdpa", padding_free=flash)
+                    attention="flash_attention_2" if flash else "sdpa", padding_free=flash,
+                    liger=liger, nan_filter=False)
     return settings
 
 

@@ -305,6 +305,26 @@ def test_qlora_benchmark_runs_the_scripts_recipe_on_a_model_shape(tmp_path):
     assert "| MFU (4 x linear weights FLOPs/token) |" in table
 
 
+@pytest.mark.slow
+def test_qlora_benchmark_changes_one_setting_at_a_time(tmp_path):
+    """Each option of benchmarks/qlora.py undoes or adds one of the recipe's choices, and the
+    run's line in --jsonl names exactly what changed (what gpu_check.sh's table shows)."""
+    import json
+    lines = tmp_path / "variants.jsonl"
+    for extra in ([], ["--lengths", "varied", "--packing", "flatten", "--no-nan-check"]):
+        proc = subprocess.run(
+            [sys.executable, "benchmarks/qlora.py", "--shape", "tiny", "--steps", "2",
+             "--batch-size", "2", "--seq-len", "32", "--quantization", "none",
+             "--base-cache", str(tmp_path / "base"), "--jsonl", str(lines), *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    chosen, changed = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert chosen["changed"] == [] and chosen["settings"]["nan_filter"] is True  # a CPU
+    assert changed["changed"] == ["packing flatten", "NaN check off"]
+    assert changed["settings"]["padding_free"] and not changed["settings"]["nan_filter"]
+    assert chosen["tokens_per_s"] > 0 and changed["tokens_per_s"] > 0
+
+
 def test_the_script_the_service_and_the_benchmark_share_one_recipe():
     """edu_qa/recipe.py holds the LoRA settings: the script's defaults are its values, and
     neither the service nor the benchmarks import a teaching script (nor copy the values)."""

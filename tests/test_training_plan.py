@@ -47,6 +47,22 @@ def test_qlora_is_not_compiled_and_short_runs_are_not_compiled():
     assert plan(79, quantization="4bit")["checkpointing"] is False  # room: none needed
 
 
+def test_liger_kernels_where_installed_and_no_per_step_nan_check(monkeypatch):
+    """On CUDA: Liger's kernels exactly where liger-kernel is installed (on an H200 they took
+    QLoRA from 34k to 44k tokens/s with no dropout), and no NaN check of every step's loss
+    (it made the CPU wait for the GPU each step: 66.7k to 73.5k tokens/s, benchmarks/README.md)."""
+    import importlib.util
+    real = importlib.util.find_spec
+    for installed in (True, False):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
+            (object() if installed else None) if name == "liger_kernel" else real(name, *a)))
+        for quantization in ("none", "4bit"):
+            p = plan(79, quantization=quantization)
+            assert p["liger"] is installed and p["nan_filter"] is False
+            assert any(("liger-kernel is not installed" in r) is not installed
+                       and "Liger kernels" in r for r in p["reasons"])
+
+
 def test_memory_model_matches_what_was_measured_on_an_h100():
     """2026-11-26, H100, the 1.1B shape, bf16 LoRA, batch x 512: 17.6 GiB at batch 8 through
     Trainer; 58 GiB at batch 32 and 5 GiB with checkpointing at batch 8 (plain PEFT loop). The
@@ -65,7 +81,8 @@ def test_on_a_cpu_nothing_changes():
                              quantization="none", precision="fp32", lora_params=1, steps=9,
                              free_bytes=None)
     assert (p["per_device_batch"], p["accumulation"], p["checkpointing"], p["compile"],
-            p["attention"], p["padding_free"]) == (8, 1, False, False, None, False)
+            p["attention"], p["padding_free"], p["liger"], p["nan_filter"]) == \
+        (8, 1, False, False, None, False, False, True)
     assert training_plan.choose(device="cpu", effective_batch=8, seq_len=100, shape=None,
                                 quantization="4bit", precision="fp32", lora_params=1, steps=9,
                                 free_bytes=None)["checkpointing"]  # QLoRA's recipe, as before
@@ -79,8 +96,9 @@ def test_the_trainer_runs_the_decided_accumulation(tmp_path, tiny_model, monkeyp
                    judge_on_dev=False)
     plan = s.configured.plan
     assert plan["accumulation"] == 1  # configure_model decided: a CPU, as before
+    assert not plan["liger"] and plan["nan_filter"]  # the CPU's numbers stay as they were
     s.configured = dataclasses.replace(s.configured, plan=dict(plan, per_device_batch=2,
-                                                               accumulation=2))
+                                                               accumulation=2, nan_filter=False))
     seen = []
     real_train = Trainer.train
     monkeypatch.setattr(Trainer, "train",
@@ -90,6 +108,7 @@ def test_the_trainer_runs_the_decided_accumulation(tmp_path, tiny_model, monkeyp
     assert trainer.args.per_device_train_batch_size == 2
     assert trainer.args.gradient_accumulation_steps == 2
     assert trainer.state.max_steps == 4  # 16 examples / (2 x 2): the same steps as batch 4
+    assert trainer.args.logging_nan_inf_filter is False and trainer.args.use_liger_kernel is False
 
 
 def test_a_measured_step_changes_no_weight(tiny_model):

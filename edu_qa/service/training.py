@@ -144,6 +144,7 @@ def arguments(run: JobRun, device: training.Device, plan: dict, hyper: dict, out
         activation_checkpointing=plan["checkpointing"] and device.quantization != "4bit",
         activation_checkpointing_kwargs={"use_reentrant": False},
         torch_compile=plan["compile"], bf16=device.precision == "bf16",
+        use_liger_kernel=plan["liger"], logging_nan_inf_filter=plan["nan_filter"],
         use_cpu=device.device == "cpu",
         # about three training-loss events per epoch
         logging_steps=max(1, math.ceil(len(train_ds) / hyper["batch_size"] / 3)),
