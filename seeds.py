@@ -16,7 +16,9 @@ runs of one seed give the same numbers (tests/test_seeds.py) and the spread is t
 
 Seed 0 is the default run, results/<method>.json (`python <script>`); seed S runs
 `python <script> --seed S --results-dir results/seeds/seed-S`, each in its own process, exactly
-as a student would type it. A seed whose results file exists for this dataset is not run again.
+as a student would type it. A seed whose results file exists for this dataset is not run
+again; one that runs starts from an empty output folder, except a method's seed 0, whose
+folder is the default run's (outputs/<method>).
 
 --exercises runs LESSON.md's exercises that are settings of their own (2: DSPy's own field
 markers, 3: LoRA for 4 epochs, 5: two cheaper DSPy optimizers) over the same seeds, into
@@ -90,6 +92,9 @@ def main(argv=None) -> int:
             # the plain prompt's answers do not depend on the seed: shared, not re-answered
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copy(edu_qa.RESULTS_DIR / edu_qa.BASELINE_FILE, folder)
+        if "--output-dir" in cmd:  # seeds.py's own folder: started afresh, as in a new clone,
+            # or DSPy's cache left there by an earlier run answers every call in seconds
+            shutil.rmtree(cmd[cmd.index("--output-dir") + 1], ignore_errors=True)
         log = logs / f"{exercise or method}-seed-{seed}.log"
         console.print(f"python {' '.join(cmd)}  (output: {log})")
         start = time.perf_counter()

@@ -207,3 +207,25 @@ def test_the_exercises_run_over_seeds_are_the_lessons_commands():
             assert argv[argv.index("--seed") + 1] == str(seed)
             assert argv[argv.index("--results-dir") + 1] == \
                 f"results/exercises/{name}/seed-{seed}"
+
+
+def test_a_seed_runs_in_a_fresh_output_folder(tmp_path, monkeypatch):
+    """A seed that is run again (its results file deleted) starts without the outputs of the
+    last run: DSPy's cache there would answer every call, and the run's minutes, which LESSON.md
+    reports, would be the cache's."""
+    import seeds as seeds_script
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(seeds_script, "recorded", lambda *a: False)
+    monkeypatch.setattr(seeds_script, "exercise_folder", lambda name, seed: tmp_path / "r")
+    old = tmp_path / "outputs" / "exercises" / "optimizer-bootstrap-seed-0"
+    old.mkdir(parents=True)
+    (old / "cache.db").write_text("answers of the last run")
+    seen = []
+
+    def fake_run(argv, **kwargs):
+        seen.append((argv, old.exists()))
+        return subprocess.CompletedProcess(argv, 0)
+    monkeypatch.setattr(seeds_script.subprocess, "run", fake_run)
+    assert seeds_script.main(["--exercises", "optimizer-bootstrap", "--seeds", "1"]) == 0
+    assert len(seen) == 1 and seen[0][1] is False  # removed before the run started
+    assert seen[0][0][seen[0][0].index("--output-dir") + 1] == str(old.relative_to(tmp_path))
