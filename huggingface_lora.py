@@ -64,7 +64,7 @@ class Config(edu_qa.SharedConfig):  # data, model, seed, train size...: edu_qa/s
         "help": "tokens per example; longer are cut"})
     precision: str = field(default="auto", metadata={
         "choices": ["auto", "fp32", "bf16"],
-        "help": "auto = bf16 where the hardware multiplies bf16 natively and faster, else fp32"})
+        "help": "auto = bf16 on a GPU that has it; fp32 on a CPU, where bf16 was not faster"})
     quantization: str = field(default="auto", metadata={
         "choices": ["auto", "4bit", "none"],
         "help": "auto = QLoRA (4-bit NF4) on CUDA, full weights elsewhere; 4bit also runs on "

@@ -20,7 +20,7 @@ from . import notices, training_plan
 from .cli import UserError, notice, say, visible
 from .data import HERE
 from .local_model import load_local_model, model_source
-from .machine_facts import disk_size, machine
+from .machine_facts import disk_size
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,10 @@ def choose_device(execute: bool, precision: str, quantization: str) -> Device:
         pass
     elif device == "cuda":
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    elif device == "cpu":
-        chosen = cpu_precision()
-        precision, why = chosen["precision"], f" ({chosen['why']})"
     else:
         precision = "fp32"
+        if device == "cpu":
+            why = f" ({CPU_FP32_WHY})"
     if quantization == "auto":
         quantization = "4bit" if device == "cuda" else "none"
     note = " (a GPU is present: --execute uses it)" \
@@ -58,49 +57,15 @@ def choose_device(execute: bool, precision: str, quantization: str) -> Device:
     return Device(device, precision, quantization, note, why)
 
 
-BF16_MUST_WIN = 1.3  # bf16 changes the numerics: only worth it when clearly faster
-
-
-def cpu_precision() -> dict:
-    """{"precision", "why"} for training on this CPU, measured once per machine and torch.
-
-    bf16 halves the bytes moved, but whether it is faster depends on the chip: PyTorch
-    emulates it where the CPU has no bf16 instructions (~100x slower than fp32), and even with
-    AVX512-BF16 some chips multiply bf16 slower than fp32 (an Intel Xeon with AVX512-BF16 and
-    no AMX trained this recipe 0.7x as fast in bf16; the AMD EPYC the benchmark first ran on,
-    1.3x: benchmarks/README.md). So a short
-    matrix multiply in both decides, and the choice is kept in outputs/cpu_precision.json:
-    the same machine always trains the same way, so the same command gives the same numbers."""
-    import json
-    import platform
-
-    import torch
-    cache = HERE / "outputs" / "cpu_precision.json"
-    key = f"{machine()['cpu']} | {platform.machine()} | torch {torch.__version__} | " \
-          f"{torch.get_num_threads()} threads"
-    try:
-        saved = json.loads(cache.read_text(encoding="utf-8"))
-        if saved.get("key") == key:
-            return saved
-    except (OSError, ValueError):
-        pass
-    if not cpu_has_native_bf16():
-        choice = {"precision": "fp32", "why": "no bf16 instructions on this CPU"}
-    else:
-        fp32 = max(measure_matmul_flops("cpu", "fp32", 512) for _ in range(3))
-        bf16 = max(measure_matmul_flops("cpu", "bf16", 512) for _ in range(3))
-        choice = {"precision": "bf16" if bf16 >= BF16_MUST_WIN * fp32 else "fp32",
-                  "why": f"measured once on this CPU: bf16 {bf16 / 1e9:.0f}, fp32 "
-                         f"{fp32 / 1e9:.0f} GFLOP/s; bf16 only when {BF16_MUST_WIN}x faster"}
-    choice["key"] = key
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(choice) + "\n", encoding="utf-8")
-        tmp.replace(cache)
-    except OSError:
-        pass  # a read-only project: measured again next time
-    return choice
+# Why `--precision auto` is fp32 on every CPU, even one that multiplies bf16 natively: bf16
+# changes the numbers, so a bf16 run would not give the README's results (an Intel Xeon with
+# AMX, 2026-11-30: 92 of 152 LoRA answers the same in bf16, 152 of 152 in fp32), and over a
+# whole default run it was not faster. Its matmul was 3.6x fp32's (959 against 266 GFLOP/s),
+# but a training epoch only 1.15x (157 against 136 tokens/s) and the dev answers generated
+# under bf16 autocast slower, so the run's training took 110.8 s against 83.8 s in fp32.
+# On a CPU without bf16 instructions it is emulated and ~100x slower. benchmarks/README.md,
+# Precision, has the figures; --precision bf16 tries it.
+CPU_FP32_WHY = "on a CPU: the README's results are fp32, and bf16 was not faster over a run"
 
 
 def cpu_has_native_bf16() -> bool:

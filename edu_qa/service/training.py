@@ -32,7 +32,7 @@ from edu_qa.recipe import LORA
 
 from .store import job_folder, model_folder
 
-# the script's defaults: bf16 where the hardware multiplies it natively and faster, else fp32;
+# the script's defaults: bf16 on a GPU that has it, fp32 on a CPU (training.CPU_FP32_WHY);
 # 4-bit weights (QLoRA) on CUDA, full weights elsewhere
 PRECISION, QUANTIZATION = "auto", "auto"
 
