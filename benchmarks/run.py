@@ -85,6 +85,10 @@ def training_throughput(steps: int, tmp: Path) -> dict:
 
     recipe_run = script_run("benchmark-lora")
     recipe, adapter_dir = recipe_run["tps"], recipe_run["adapter_dir"]
+    # bf16 under autocast, measured where the CPU has bf16 instructions (elsewhere it is
+    # emulated, ~100x slower): what the default (fp32 on a CPU) leaves on the table
+    bf16_tps = script_run("benchmark-lora-bf16", "--precision", "bf16")["tps"] \
+        if training.cpu_has_native_bf16() else None
     lora_config = LoraConfig(r=LORA.lora_r, lora_alpha=LORA.lora_alpha,
                              lora_dropout=LORA.lora_dropout, target_modules=LORA.target_modules,
                              task_type="CAUSAL_LM")
@@ -132,6 +136,7 @@ def training_throughput(steps: int, tmp: Path) -> dict:
                                                 precision=recipe_run["precision"])))
     return {"recipe_tps": recipe, "plain_tps": plain_tps, "flops_per_token": flops_per_token,
             "precision": recipe_run["precision"], "device": recipe_run["device"],
+            "bf16_tps": bf16_tps,
             "qlora_tps": qlora_run["tps"], "fp32_bytes": fp32_bytes,
             "adapter_dir": adapter_dir, "nf4_bytes": nf4.get_memory_footprint()}
 
@@ -335,9 +340,10 @@ def main(argv=None):
 
     from edu_qa import training
     fp32 = training.measure_matmul_flops("cpu", "fp32", n=2048)
-    bf16 = training.measure_matmul_flops("cpu", "bf16", n=512, reps=2)
+    n_bf16 = 2048 if training.cpu_has_native_bf16() else 512  # emulated: 512² takes ~0.4 s
+    bf16 = training.measure_matmul_flops("cpu", "bf16", n=n_bf16, reps=2)
     rows.append(("matmul peak, 2048² fp32 (measured)", f"{fp32 / 1e9:.0f} GFLOP/s", "–"))
-    rows.append(("matmul peak, 512² bf16 (measured)", f"{bf16 / 1e9:.1f} GFLOP/s", "–"))
+    rows.append((f"matmul peak, {n_bf16}² bf16 (measured)", f"{bf16 / 1e9:.1f} GFLOP/s", "–"))
 
     t = training_throughput(args.steps, tmp)
     peak = bf16 if t["precision"] == "bf16" else fp32
@@ -351,6 +357,12 @@ def main(argv=None):
                  "≥ 2x"))
     rows.append(("LoRA training as a fraction of the matmul peak (4 x params FLOPs/token)",
                  f"{100 * mfu:.0f}%", "≥ 35% (stretch 50%)"))
+    if t["bf16_tps"]:
+        rows.append(("LoRA training, the same recipe with `--precision bf16` (autocast; not the "
+                     "default on a CPU: it changes the answers)",
+                     f"{t['bf16_tps']:.0f} tokens/s: {t['bf16_tps'] / t['plain_tps']:.2f}x the "
+                     f"plain loop, {100 * t['bf16_tps'] * t['flops_per_token'] / bf16:.0f}% of "
+                     "the bf16 peak", "–"))
     plain_mfu = t["plain_tps"] * t["flops_per_token"] / fp32
     rows.append(("plain loop as a fraction of the fp32 peak (2x the plain loop would need)",
                  f"{100 * plain_mfu:.0f}% ({200 * plain_mfu:.0f}%)", "–"))
@@ -410,7 +422,10 @@ def main(argv=None):
                          f"{edu_qa.scoring.change_in_words(change, 'f1')}{extra}",
                          "DSPy: F1 +0.08, accuracy not lower" if method == "dspy" else "–"))
     m = edu_qa.machine()
-    text = (f"Benchmark on {m['cpu']}, {m['cores']} cores, {m['gpu'] or 'no GPU'}, "
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    bf16_isa = ("AMX" if "amx_bf16" in flags else "AVX512-BF16, no AMX"
+                if "avx512_bf16" in flags else "no bf16 instructions")  # the bf16 rows differ
+    text = (f"Benchmark on {m['cpu']} ({bf16_isa}), {m['cores']} cores, {m['gpu'] or 'no GPU'}, "
             f"{time.strftime('%Y-%m-%d')} (`python benchmarks/run.py"
             f"{' --full' if args.full else ''}`)\n\n" + table(rows) + "\n")
     print(text)

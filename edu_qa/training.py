@@ -59,7 +59,7 @@ def choose_device(execute: bool, precision: str, quantization: str) -> Device:
 
 # Why `--precision auto` is fp32 on every CPU, even one that multiplies bf16 natively: bf16
 # changes the numbers, so a bf16 run would not give the README's results (an Intel Xeon with
-# AMX, 2026-11-30: 92 of 152 LoRA answers the same in bf16, 152 of 152 in fp32), and over a
+# AMX, 2026-12-01: 92 of 152 LoRA answers the same in bf16, 152 of 152 in fp32), and over a
 # whole default run it was not faster. Its matmul was 3.6x fp32's (959 against 266 GFLOP/s),
 # but a training epoch only 1.15x (157 against 136 tokens/s) and the dev answers generated
 # under bf16 autocast slower, so the run's training took 110.8 s against 83.8 s in fp32.
