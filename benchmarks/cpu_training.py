@@ -1,0 +1,153 @@
+"""Where a LoRA training step goes on a CPU, and what each change of the recipe's numerics
+would buy: the embedded model, the real training examples, batches of 8 padded to their longest.
+
+    python benchmarks/cpu_training.py              # ~3 min on 2 cores
+    python benchmarks/cpu_training.py --profile    # + the step's top operations, per variant
+
+Each row changes one thing from the one above it, on the same batches, and times --steps
+optimizer steps after one warm-up: LoRA dropout off, bf16 autocast, the frozen base stored in
+bf16 (no fp32 copy cast every step), eager attention instead of SDPA. None of this is the
+scripts' default: each row changes the arithmetic, so every committed LoRA and OpenAI-style
+result would change with it (benchmarks/README.md, "A CPU training step"). The bf16 rows run
+only where the CPU has bf16 instructions (elsewhere it is emulated, ~100x slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import edu_qa  # noqa: E402
+
+# label, LoRA dropout, bf16 autocast, base weights in bf16, attention implementation
+VARIANTS = [
+    ("the recipe: fp32, LoRA dropout 0.05, SDPA", None, False, False, None),
+    ("LoRA dropout 0", 0.0, False, False, None),
+    ("LoRA dropout 0, eager attention", 0.0, False, False, "eager"),
+    ("LoRA dropout 0.05, bf16 autocast", None, True, False, None),
+    ("LoRA dropout 0, bf16 autocast", 0.0, True, False, None),
+    ("LoRA dropout 0, bf16 autocast, bf16 base", 0.0, True, True, None),
+    ("LoRA dropout 0, bf16 autocast, bf16 base, eager attention", 0.0, True, True, "eager"),
+]
+
+
+def batches(tok, n_batches: int, batch_size: int = 8) -> list[tuple]:
+    """The first training examples as the script tokenizes them (prompt labelled -100), in
+    batches padded to their longest row, as DataCollatorForSeq2Seq pads them."""
+    import torch
+
+    from edu_qa import training
+    train = edu_qa.training_subset(edu_qa.load_qa().split("train"), n_batches * batch_size, 0)
+    ds, _ = training.chat_dataset(
+        tok, [edu_qa.chat_messages(ex.question) + [{"role": "assistant", "content": ex.answer}]
+              for ex in train], 160)
+    rows, out = list(ds), []
+    for i in range(0, len(rows), batch_size):
+        part = rows[i:i + batch_size]
+        width = max(len(r["input_ids"]) for r in part)
+        ids = torch.full((len(part), width), tok.pad_token_id)
+        labels = torch.full((len(part), width), -100)
+        mask = torch.zeros((len(part), width), dtype=torch.long)
+        for j, r in enumerate(part):
+            n = len(r["input_ids"])
+            ids[j, :n], labels[j, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"])
+            mask[j, :n] = 1
+        out.append((ids, mask, labels))
+    return out
+
+
+def measure(model_name: str, data: list[tuple], dropout: float, autocast: bool,
+            bf16_base: bool, attention: str | None, profile: bool) -> dict:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from edu_qa.recipe import LORA
+    torch.manual_seed(0)
+    base, _ = edu_qa.load_local_model(
+        model_name, dtype=torch.bfloat16 if bf16_base else torch.float32,
+        **({"attn_implementation": attention} if attention else {}))
+    model = get_peft_model(base, LoraConfig(
+        r=LORA.lora_r, lora_alpha=LORA.lora_alpha, lora_dropout=dropout,
+        target_modules=LORA.target_modules, task_type="CAUSAL_LM"))
+    for p in model.parameters():  # LoRA's own weights stay fp32, as Trainer keeps them
+        if p.requires_grad:
+            p.data = p.data.float()
+    model.train()
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step(batch):
+        ids, mask, labels = batch
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+
+    step(data[0])  # warm-up: kernels chosen, memory allocated
+    start = time.perf_counter()
+    for batch in data[1:]:
+        step(batch)
+    seconds = time.perf_counter() - start
+    tokens = sum(int(mask.sum()) for _, mask, _ in data[1:])
+    top = None
+    if profile:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as profiler
+        with profiler(activities=[ProfilerActivity.CPU]) as prof:
+            step(data[1])
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in events)
+        top = [(e.key, e.count, e.self_cpu_time_total / total) for e in events[:5]]
+    return {"tokens_per_s": tokens / seconds, "top": top}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=4, help="timed steps, after 1 warm-up")
+    parser.add_argument("--model", default=edu_qa.EMBEDDED_MODEL,
+                        help="a local model folder (the tests use a tiny one)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also the top 5 operations of one step, by their own CPU time")
+    parser.add_argument("--out", help="also save the table to this file")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from edu_qa import training
+    from edu_qa.recipe import LORA
+    data = batches(edu_qa.load_tokenizer(args.model), args.steps + 1)
+    native_bf16 = training.cpu_has_native_bf16()
+    lines = ["| variant | real tokens/s | vs the recipe |" + (" top operations |" * args.profile),
+             "|---|---|---|" + ("---|" * args.profile)]
+    first = None
+    for label, dropout, autocast, bf16_base, attention in VARIANTS:
+        if (autocast or bf16_base) and not native_bf16:
+            lines.append(f"| {label} | not run: no bf16 instructions on this CPU | – |"
+                         + (" – |" * args.profile))
+            continue
+        got = measure(args.model, data, LORA.lora_dropout if dropout is None else dropout,
+                      autocast, bf16_base, attention, args.profile)
+        first = first or got["tokens_per_s"]
+        row = f"| {label} | {got['tokens_per_s']:.0f} | {got['tokens_per_s'] / first:.2f}x |"
+        if args.profile:
+            row += " " + "; ".join(f"{name} x{count} {100 * share:.0f}%"
+                                   for name, count, share in got["top"]) + " |"
+        lines.append(row)
+        print(row, flush=True)
+    m = edu_qa.machine()
+    text = (f"LoRA training steps on {m['cpu']}, {m['cores']} cores, torch {torch.__version__}, "
+            f"{time.strftime('%Y-%m-%d')}: {args.steps} steps of 8 examples "
+            f"(`python benchmarks/cpu_training.py{' --profile' if args.profile else ''}`)\n\n"
+            + "\n".join(lines) + "\n")
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
