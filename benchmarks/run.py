@@ -380,7 +380,7 @@ def main(argv=None):
                  f"questions/s), same answers {g['same']}/{g['n']} (one at a time: "
                  f"{g['same_one']}/24)",
                  "4x the batch-24 figure, same answers"))
-    rows.append((f"generation, tuned, one batch (the adapter trained above): "
+    rows.append(("generation, tuned, one batch (the adapter trained above): "
                  "adapter active (as in step 5) / merged into the weights",
                  f"{g['active_tps']:.1f} / {g['merged_tps']:.1f} tokens/s "
                  f"({g['active_qps']:.1f} questions/s active), same answers "

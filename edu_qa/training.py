@@ -18,7 +18,6 @@ from pathlib import Path
 
 from . import notices, training_plan
 from .cli import UserError, notice, say, visible
-from .data import HERE
 from .local_model import load_local_model, model_source
 from .machine_facts import disk_size
 
