@@ -38,26 +38,19 @@ VARIANTS = [
 
 def batches(tok, n_batches: int, batch_size: int = 8) -> list[tuple]:
     """The first training examples as the script tokenizes them (prompt labelled -100), in
-    batches padded to their longest row, as DataCollatorForSeq2Seq pads them."""
-    import torch
+    batches padded to their longest row by the script's own collator."""
+    from transformers import DataCollatorForSeq2Seq
 
     from edu_qa import training
     train = edu_qa.training_subset(edu_qa.load_qa().split("train"), n_batches * batch_size, 0)
     ds, _ = training.chat_dataset(
         tok, [edu_qa.chat_messages(ex.question) + [{"role": "assistant", "content": ex.answer}]
               for ex in train], 160)
+    collate = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
     rows, out = list(ds), []
     for i in range(0, len(rows), batch_size):
-        part = rows[i:i + batch_size]
-        width = max(len(r["input_ids"]) for r in part)
-        ids = torch.full((len(part), width), tok.pad_token_id)
-        labels = torch.full((len(part), width), -100)
-        mask = torch.zeros((len(part), width), dtype=torch.long)
-        for j, r in enumerate(part):
-            n = len(r["input_ids"])
-            ids[j, :n], labels[j, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"])
-            mask[j, :n] = 1
-        out.append((ids, mask, labels))
+        batch = collate(rows[i:i + batch_size])
+        out.append((batch["input_ids"], batch["attention_mask"], batch["labels"]))
     return out
 
 
