@@ -422,9 +422,7 @@ def main(argv=None):
                          f"{edu_qa.scoring.change_in_words(change, 'f1')}{extra}",
                          "DSPy: F1 +0.08, accuracy not lower" if method == "dspy" else "–"))
     m = edu_qa.machine()
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    bf16_isa = ("AMX" if "amx_bf16" in flags else "AVX512-BF16, no AMX"
-                if "avx512_bf16" in flags else "no bf16 instructions")  # the bf16 rows differ
+    bf16_isa = training.cpu_bf16_instructions() or "no bf16 instructions"  # bf16 rows differ
     text = (f"Benchmark on {m['cpu']} ({bf16_isa}), {m['cores']} cores, {m['gpu'] or 'no GPU'}, "
             f"{time.strftime('%Y-%m-%d')} (`python benchmarks/run.py"
             f"{' --full' if args.full else ''}`)\n\n" + table(rows) + "\n")
