@@ -180,7 +180,7 @@ def markdown(dataset: edu_qa.QADataset, results: dict[str, dict], plots: list[Pa
             md(c.get(field, "–")) if c["status"] == "ok" else (md(c["note"]) if field == "model"
                                                                else "–")
             for c in columns) + " |")
-    lines += seed_lines(dataset, results)
+    lines += seed_lines(dataset, results, results_dir)
     lines += ["", "Which test questions each method changed, against the plain prompt (the "
               f"first {SHOWN} of each; all of them in results/<method>.json):", ""]
     for method, res in results.items():
@@ -238,12 +238,12 @@ def markdown(dataset: edu_qa.QADataset, results: dict[str, dict], plots: list[Pa
 SHOWN = 6  # questions listed per kind of change; the results files have them all
 
 
-def seed_lines(dataset, results: dict[str, dict]) -> list[str]:
+def seed_lines(dataset, results: dict[str, dict], results_dir) -> list[str]:
     """Each method over its recorded seeds (python seeds.py): the run above is seed 0, one draw;
     the spread says what another draw gives, and how often each gain passed its test."""
     rows, holds, varies = [], [], []
     for method, res in results.items():
-        runs = seed_runs(dataset, method)
+        runs = seed_runs(dataset, method, results_dir=results_dir)
         acc, f1 = spread(runs), spread(runs, "f1")
         if not acc:
             continue

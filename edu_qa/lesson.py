@@ -50,17 +50,17 @@ def dev_choice(res: dict) -> dict | None:
     return {"base": scores[base]["accuracy"], "kept": scores[kept]["accuracy"], "name": kept}
 
 
-def _runs(dataset: QADataset, method: str) -> list[tuple[dict, dict]]:
+def _runs(dataset: QADataset, method: str, results_dir: Path) -> list[tuple[dict, dict]]:
     """(seed run summary, its results file) for the method's recorded seeds."""
     pairs = []
-    for run in seed_runs(dataset, method):
-        path = seed_folder(run["seed"]) / f"{method}.json"
+    for run in seed_runs(dataset, method, results_dir=results_dir):
+        path = seed_folder(run["seed"], results_dir) / f"{method}.json"
         pairs.append((run, json.loads(Path(path).read_text(encoding="utf-8"))))
     return pairs
 
 
 def noise_lines(dataset: QADataset, results: dict[str, dict], base_accuracy: float,
-                data_needs: dict | None) -> list[str]:
+                data_needs: dict | None, results_dir: Path) -> list[str]:
     """The numbers of LESSON.md's "noise is the lesson" segment, as markdown lines."""
     n_test, n_dev = len(dataset.split("test")), len(dataset.split("dev"))
     lines = [f"The plain prompt scores accuracy {base_accuracy:.2f} on the {n_test} test "
@@ -70,7 +70,7 @@ def noise_lines(dataset: QADataset, results: dict[str, dict], base_accuracy: flo
              f"of 20 changed, or a net {smallest_net_change(40)} of 40.", ""]
     rows, carried, not_carried = [], 0, []
     for method in results:
-        pairs = _runs(dataset, method)
+        pairs = _runs(dataset, method, results_dir)
         acc = spread([run for run, _ in pairs])
         if not acc:
             continue
@@ -124,15 +124,15 @@ def five_examples(data_needs: dict | None, base_accuracy: float) -> list[str]:
             f"{'; '.join(parts)}; the plain prompt {base_accuracy:.2f}."]
 
 
-def exercise_lines(dataset: QADataset) -> list[str]:
+def exercise_lines(dataset: QADataset, results_dir: Path) -> list[str]:
     """What to expect in each exercise, from the committed runs over their seeds (exercises 2, 3
     and 5 from `python seeds.py --exercises`)."""
     n_train = len(dataset.split("train"))
     lines = [f"- Exercise 1: OpenAI's rule gives 10 examples {default_epochs(10)} epochs and "
              f"the default {n_train} examples {default_epochs(n_train)} (the rule has no seed)."]
-    lines += exercise_two(dataset) + exercise_three(dataset)
+    lines += exercise_two(dataset, results_dir) + exercise_three(dataset, results_dir)
     counts = {}
-    for run, res in _runs(dataset, "huggingface_lora"):
+    for run, res in _runs(dataset, "huggingface_lora", results_dir):
         grades = [grade(p["after"], p.get("key"), p["reference"])
                   for p in res.get("predictions") or [] if isinstance(p.get("after"), str)]
         counts[run["seed"]] = sum(g["correct"] and not g["strict"] for g in grades)
@@ -142,7 +142,7 @@ def exercise_lines(dataset: QADataset) -> list[str]:
                      f"{counts.get(0, '–')} in the committed run (seed 0); "
                      f"{min(counts.values())}–{max(counts.values())} over "
                      f"{seeds_label(sorted(counts))}.")
-    return lines + exercise_five(dataset) + [
+    return lines + exercise_five(dataset, results_dir) + [
         "- Exercise 6: the table in \"Noise is the lesson\" above, column by column."]
 
 
@@ -177,10 +177,12 @@ def _minutes(runs: list[dict]) -> str:
     return f"{_range(took, 1)} min a run" if took else "no run time recorded"
 
 
-def _against_default(dataset: QADataset, runs: list[dict], default: str) -> str:
+def _against_default(dataset: QADataset, runs: list[dict], default: str,
+                     results_dir: Path) -> str:
     """'test accuracy 0.45–0.58, against 0.49–0.52 at the default epochs over its seeds;
     3.5–4.8 min a run': an exercise's runs beside the default settings' seed runs."""
-    seeds = [run["accuracy"] for run in seed_runs(dataset, runs[0]["method"], tests=False)]
+    seeds = [run["accuracy"] for run in seed_runs(dataset, runs[0]["method"], tests=False,
+                                                  results_dir=results_dir)]
     return (f"test accuracy {_range([graded_means(r)['accuracy'] for r in runs])}"
             + (f", against {_range(seeds)} {default} over its seeds" if seeds else "")
             + f"; {_minutes(runs)}")
@@ -195,9 +197,9 @@ def _kept_program(res: dict) -> str:
     return "zero-shot" if _extra(res).get("kept") == "zero-shot" else "optimized"
 
 
-def exercise_two(dataset: QADataset) -> list[str]:
+def exercise_two(dataset: QADataset, results_dir: Path) -> list[str]:
     """DSPy with its own field markers: how many test replies failed to parse, over seeds."""
-    runs = exercise_runs(dataset, "adapter-chat")
+    runs = exercise_runs(dataset, "adapter-chat", results_dir)
     if not runs:
         return _missing(2, "`--adapter chat`")
     failed = {stage: [_stage(r, f"{stage} program", "parse_failures") for r in runs]
@@ -207,12 +209,12 @@ def exercise_two(dataset: QADataset) -> list[str]:
             f"{_per_seed(runs, failed['zero-shot'])}, the optimized program (with its demos) "
             f"{_per_seed(runs, failed['optimized'])}; the program the dev split kept: "
             f"{_per_seed(runs, [_kept_program(r) for r in runs])}, "
-            f"{_against_default(dataset, runs, 'with the default adapter')}."]
+            f"{_against_default(dataset, runs, 'with the default adapter', results_dir)}."]
 
 
-def exercise_three(dataset: QADataset) -> list[str]:
+def exercise_three(dataset: QADataset, results_dir: Path) -> list[str]:
     """LoRA for 4 epochs: where the dev loss was lowest, which epoch the dev answers kept."""
-    runs = [r for r in exercise_runs(dataset, "epochs-4")
+    runs = [r for r in exercise_runs(dataset, "epochs-4", results_dir)
             if any(e.get("epoch", 0) > 0 for e in _extra(r).get("epochs") or [])]
     if not runs:
         return _missing(3, "`--epochs 4`")
@@ -228,15 +230,16 @@ def exercise_three(dataset: QADataset) -> list[str]:
     return [f"- Exercise 3: with `--epochs 4`, the training loss fell at every epoch in {falls} "
             f"of {len(runs)} seeds; the dev loss was lowest at epoch {_per_seed(runs, lowest)}; "
             f"the dev answers kept epoch {_per_seed(runs, kept)}; "
-            f"{_against_default(dataset, runs, 'at the default epochs')}."]
+            f"{_against_default(dataset, runs, 'at the default epochs', results_dir)}."]
 
 
-def exercise_five(dataset: QADataset) -> list[str]:
+def exercise_five(dataset: QADataset, results_dir: Path) -> list[str]:
     """Three DSPy optimizers over the same seeds: the optimized program's test accuracy, the
     kept program's, LM calls while optimizing, and, seed by seed, whether the kept programs of
     random search and a cheaper optimizer differ by more than noise."""
-    default = {res["config"]["seed"]: res for _, res in _runs(dataset, "dspy")}
-    cheaper = {name: {r["config"]["seed"]: r for r in exercise_runs(dataset, f"optimizer-{name}")}
+    default = {res["config"]["seed"]: res for _, res in _runs(dataset, "dspy", results_dir)}
+    cheaper = {name: {r["config"]["seed"]: r for r in exercise_runs(dataset, f"optimizer-{name}",
+                                                                  results_dir)}
                for name in ("labeled", "bootstrap")}
     for name, runs in cheaper.items():
         if not runs:
@@ -295,7 +298,7 @@ def lesson_text(dataset, results: dict[str, dict], results_dir: Path, lesson: Pa
     needs = json.loads(curve.read_text(encoding="utf-8")) if curve.exists() else None
     if needs and needs.get("sha256") != dataset.sha256:
         needs = None  # measured on another dataset
-    block = "\n".join(noise_lines(dataset, results, base["accuracy"], needs))
+    block = "\n".join(noise_lines(dataset, results, base["accuracy"], needs, results_dir))
     text = update_block(lesson.read_text(encoding="utf-8"), block)
-    return text and update_block(text, "\n".join(exercise_lines(dataset)), EXERCISES_START,
-                                 EXERCISES_END)
+    exercises = "\n".join(exercise_lines(dataset, results_dir))
+    return text and update_block(text, exercises, EXERCISES_START, EXERCISES_END)

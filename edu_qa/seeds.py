@@ -34,9 +34,18 @@ EXERCISES = {
 WHERE = {"seed", "results_dir", "output_dir", "question"}
 
 
-def seed_folder(seed: int) -> Path:
+def _folders(results_dir: Path | None) -> tuple[Path, Path, Path]:
+    """(results, seeds, exercises) folders: results/'s, or those of another results folder
+    (report.py --results-dir, e.g. the committed files checked out elsewhere)."""
+    if results_dir is None:
+        return RESULTS_DIR, SEEDS_DIR, EXERCISES_DIR
+    return Path(results_dir), Path(results_dir) / "seeds", Path(results_dir) / "exercises"
+
+
+def seed_folder(seed: int, results_dir: Path | None = None) -> Path:
     """Where `python seeds.py` writes seed S (seed 0 is the default run, in results/)."""
-    return RESULTS_DIR if seed == 0 else SEEDS_DIR / f"seed-{seed}"
+    results, seeds, _ = _folders(results_dir)
+    return results if seed == 0 else seeds / f"seed-{seed}"
 
 
 def exercise_folder(exercise: str, seed: int) -> Path:
@@ -44,18 +53,20 @@ def exercise_folder(exercise: str, seed: int) -> Path:
     return EXERCISES_DIR / exercise / f"seed-{seed}"
 
 
-def exercise_runs(dataset: QADataset, exercise: str) -> list[dict]:
+def exercise_runs(dataset: QADataset, exercise: str,
+                  results_dir: Path | None = None) -> list[dict]:
     """The results files of an exercise's runs on this dataset, by seed: those whose settings
     are the default run's with the exercise's settings instead (others answer another question)."""
     method, settings = EXERCISES[exercise]
-    default = _read(RESULTS_DIR / f"{method}.json")
+    results, _, exercises = _folders(results_dir)
+    default = _read(results / f"{method}.json")
     if not default:
         return []
     changed = {flag.removeprefix("--").replace("-", "_"): value
                for flag, value in zip(settings[::2], settings[1::2])}
     want = {k: v for k, v in _what(default).items() if k not in changed}
     found = {}
-    for path in sorted((EXERCISES_DIR / exercise).glob(f"seed-*/{method}.json")):
+    for path in sorted((exercises / exercise).glob(f"seed-*/{method}.json")):
         res = _read(path)
         if not res or res["dataset"].get("sha256") != dataset.sha256:
             continue
@@ -88,17 +99,18 @@ def _what(res: dict) -> dict:
     return {k: v for k, v in (res.get("config") or {}).items() if k not in WHERE}
 
 
-def seed_runs(dataset: QADataset, method: str, tests: bool = True) -> list[dict]:
+def seed_runs(dataset: QADataset, method: str, tests: bool = True,
+              results_dir: Path | None = None) -> list[dict]:
     """[{seed, accuracy, f1, kept, *_beyond_noise}] for the method's runs on this dataset whose
     settings are those of results/<method>.json apart from the seed, by seed. tests=False
     (the scoreboard's line, which shows only the scores) grades the answers without the
     intervals and paired tests, which cost a bootstrap per file."""
-    default = _read(RESULTS_DIR / f"{method}.json")
+    results, seeds, _ = _folders(results_dir)
+    default = _read(results / f"{method}.json")
     if not default or default["dataset"].get("sha256") != dataset.sha256:
         return []
     found = {}
-    for path in [RESULTS_DIR / f"{method}.json",
-                 *sorted(SEEDS_DIR.glob(f"seed-*/{method}.json"))]:
+    for path in [results / f"{method}.json", *sorted(seeds.glob(f"seed-*/{method}.json"))]:
         res = _read(path)
         if not res or res["dataset"].get("sha256") != dataset.sha256 or \
                 _what(res) != _what(default):

@@ -174,7 +174,7 @@ def test_exercise_findings_come_from_their_runs_over_seeds(tmp_path, monkeypatch
     monkeypatch.setattr(seeds, "EXERCISES_DIR", tmp_path / "exercises")
     data = edu_qa.load_qa()
     assert "has no recorded runs: `python seeds.py --exercises`" in \
-        "\n".join(lesson.exercise_lines(data))
+        "\n".join(lesson.exercise_lines(data, tmp_path))
 
     def run(method, seed, right, folder, extra=None, **config):
         res = make_results(data, method, before_right=70, after_right=right)
@@ -210,7 +210,7 @@ def test_exercise_findings_come_from_their_runs_over_seeds(tmp_path, monkeypatch
     run("dspy", 2, 150, seeds.exercise_folder("adapter-chat", 2), optimizer="bootstrap",
         adapter="chat", extra={})
     run("huggingface_lora", 3, 0, seeds.exercise_folder("epochs-4", 3), epochs=3, extra={})
-    text = "\n".join(lesson.exercise_lines(data))
+    text = "\n".join(lesson.exercise_lines(data, tmp_path))
     assert "Exercise 2: with `--adapter chat`, test replies that failed to parse, of 152: the " \
            "zero-shot program 140, 140 (seeds 0-1), the optimized program (with its demos) " \
            "120, 119 (seeds 0-1); the program the dev split kept: zero-shot, zero-shot " \
