@@ -48,7 +48,7 @@ class Config(edu_qa.SharedConfig):  # data, model, seed, train size...: edu_qa/s
     lora_alpha: int = field(default=LORA.lora_alpha, metadata={
         "help": "update scaled by alpha/r; 2*r is usual"})
     lora_dropout: float = field(default=LORA.lora_dropout, metadata={
-        "help": "regularizes a small dataset"})
+        "help": "0.05-0.1 regularize a small dataset; 0 was as good on dev here, and faster"})
     target_modules: str = field(default=LORA.target_modules, metadata={
         "help": "where to add LoRA: 'all-linear' (attention + MLP) adapts more than q,v alone"})
     # training
@@ -171,7 +171,7 @@ def configure_model(cfg: Config, device, train_ds, console) -> Configured:
     lora_config = LoraConfig(
         r=cfg.lora_r,                      # rank: size of the low-rank update matrices
         lora_alpha=cfg.lora_alpha,         # the update is scaled by alpha / r
-        lora_dropout=cfg.lora_dropout,     # regularizes the adapter on little data
+        lora_dropout=cfg.lora_dropout,     # 0: no random masks to draw (same dev quality here)
         target_modules=cfg.target_modules if cfg.target_modules == "all-linear"
         else cfg.target_modules.split(","),
         task_type="CAUSAL_LM",             # tells peft how to wrap the model

@@ -41,10 +41,11 @@ if [[ $part == *recipe* ]]; then
     variant lora_nan_check 120 --quantization none --nan-check
     variant lora_eager 60 --quantization none --compile off
     variant qlora_no_liger 70 --quantization 4bit --no-liger
-    # what the recipe does not choose: a larger batch, and numerics of its own (no dropout,
-    # bf16 base weights), which the CPU runs would have to be re-measured for
+    variant lora_dropout 120 --quantization none --lora-dropout 0.05  # the recipe until 2026-12-01
+    # what the recipe does not choose: a larger batch, and bf16 base weights (numerics of its
+    # own, which the CPU runs would have to be re-measured for)
     variant lora_batch64 120 --quantization none --batch-size 64
-    variant lora_nodrop_bf16 120 --quantization none --lora-dropout 0 --base-dtype bf16
+    variant lora_bf16_base 120 --quantization none --base-dtype bf16
     variant qlora_compile 120 --quantization 4bit --compile on
 fi
 if [[ $part == *packing* ]]; then

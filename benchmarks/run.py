@@ -160,6 +160,7 @@ def generation_speed(adapter_dir: str) -> dict:
 
     one = timed(model, 1, 24)  # one at a time: the first 24 questions (the whole split: ~5 min)
     by24, batched = timed(model, 24), timed(model, batch_size)  # 24: the batch until 2026-11
+    flops = matmul_flops(lambda: timed(model, batch_size))  # the same batch, its work counted
     tuned = PeftModel.from_pretrained(model, adapter_dir).eval()
     active = timed(tuned, batch_size)
     merged = timed(tuned.merge_and_unload(), batch_size)
@@ -170,7 +171,18 @@ def generation_speed(adapter_dir: str) -> dict:
             "batched_qps": batched["qps"], "same": same(by24, batched),
             "same_one": same(one, batched), "active_tps": active["tps"], "active_qps": active["qps"],
             "merged_tps": merged["tps"], "merged_same": same(active, merged), "n": len(test),
-            "batch_size": batch_size}
+            "batch_size": batch_size, "batched_flops_per_s": flops * batched["qps"] / len(test),
+            "by24_qps": by24["qps"]}
+
+
+def matmul_flops(run) -> float:
+    """The FLOPs of the matrix products that run() computes, as PyTorch's profiler counts them
+    (mm, addmm, bmm: 2 per multiply-add; attention inside SDPA is not counted)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        run()
+    return sum(e.flops for e in prof.key_averages()
+               if e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"))
 
 
 def decoding_precision() -> dict:
@@ -380,6 +392,13 @@ def main(argv=None):
                  f"questions/s), same answers {g['same']}/{g['n']} (one at a time: "
                  f"{g['same_one']}/24)",
                  "4x the batch-24 figure, same answers"))
+    # how close one batch is to the machine: its matmuls' FLOPs over its time, against the
+    # measured fp32 peak; and what 4x the batch-24 figure would need of it for the same work
+    used = g["batched_flops_per_s"] / fp32
+    need = used * 4 * g["by24_qps"] / g["batched_qps"]
+    rows.append(("generation, one batch, as a fraction of the fp32 matmul peak (its matmul "
+                 "FLOPs counted by PyTorch's profiler; 4x the batch-24 figure would need)",
+                 f"{100 * used:.0f}% ({100 * need:.0f}%)", "–"))
     rows.append(("generation, tuned, one batch (the adapter trained above): "
                  "adapter active (as in step 5) / merged into the weights",
                  f"{g['active_tps']:.1f} / {g['merged_tps']:.1f} tokens/s "

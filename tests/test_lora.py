@@ -306,8 +306,9 @@ def test_qlora_benchmark_runs_the_scripts_recipe_on_a_model_shape(tmp_path):
 
 
 def test_cpu_training_benchmark_times_each_change_of_the_recipe(tmp_path, tiny_model):
-    """benchmarks/cpu_training.py: a row per variant, the recipe first at 1.00x, and the bf16
-    rows either measured or saying why not (a CPU without bf16 instructions)."""
+    """benchmarks/cpu_training.py: a row per variant, the old recipe first at 1.00x, the recipe
+    second, and the bf16 rows either measured or saying why not (a CPU without bf16
+    instructions)."""
     out = tmp_path / "cpu_training.md"
     proc = subprocess.run(
         [sys.executable, "benchmarks/cpu_training.py", "--model", str(tiny_model), "--steps",
@@ -316,7 +317,8 @@ def test_cpu_training_benchmark_times_each_change_of_the_recipe(tmp_path, tiny_m
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][1:]
     assert len(rows) == 7
-    assert rows[0].startswith("| the recipe: fp32, LoRA dropout 0.05, SDPA |")
+    assert rows[0].startswith("| fp32, LoRA dropout 0.05, SDPA (the recipe until 2026-12-01) |")
+    assert rows[1].startswith("| the recipe: LoRA dropout 0 |")
     assert "| 1.00x |" in rows[0] and "aten::" in rows[0]
     for row in rows[1:]:
         assert "not run: no bf16 instructions" in row or float(row.split(" | ")[1]) > 0, row
