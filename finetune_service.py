@@ -29,7 +29,7 @@ OpenAI's hyperparameters map onto it like this:
     n_epochs                 -> epochs; "auto": OpenAI's rule (chat_format.default_epochs)
     batch_size               -> batch_size; "auto": the recipe's default
     learning_rate_multiplier -> times the recipe's learning rate; "auto": 1
-    seed                     -> seed (LoRA's initial weights, data order, dropout); a job
+    seed                     -> seed (LoRA's initial weights, data order); a job
                                 without one gets one, reported on the job
 OpenAI's model names (gpt-3.5-turbo, gpt-4o-mini, gpt-4o, gpt-4.1 and their dated versions)
 are accepted too, so code written for OpenAI runs unchanged: each trains a local stand-in,

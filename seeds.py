@@ -7,7 +7,8 @@ random draws change.
     python report.py                                  # then: the README block with the spread
 
 One run is one draw. What --seed changes in each method:
-  huggingface_lora  the adapter's initial weights (LoRA's A matrices), data order, dropout
+  huggingface_lora  the adapter's initial weights (LoRA's A matrices), data order (and dropout
+                    masks, with --lora-dropout above the default 0)
   openai_finetune   the same, on the local service (the job's seed)
   dspy              the order in which the optimizer meets the training examples, and so
                     which demo sets it builds and tries

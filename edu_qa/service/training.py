@@ -46,7 +46,7 @@ class JobRun:
     """What training needs to know of one job, from the worker, and where it reports."""
     data_dir: Path               # the service's data directory: the job's adapters go here
     job_id: str
-    seed: int                    # the job's seed (LoRA's initial weights, data order, dropout)
+    seed: int                    # the job's seed (LoRA's initial weights, data order)
     base_model: str              # what edu_qa.load_local_model reads
     fine_tuned_model: str        # ft:MODEL:ORG:SUFFIX:ID; a checkpoint adds :ckpt-step-N
     use_gpu: bool                # the script's --execute
