@@ -39,18 +39,24 @@ VARIANTS = [
 ]
 
 
+def training_rows(tok, n: int) -> list[dict]:
+    """n training examples (seed 0's subset) tokenized as the recipe trains on them: input_ids,
+    and labels with the prompt labelled -100 (benchmarks/run.py's plain loop reads them too)."""
+    from edu_qa import training
+    from edu_qa.recipe import LORA
+    train = edu_qa.training_subset(edu_qa.load_qa().split("train"), n, 0)
+    ds, _ = training.chat_dataset(
+        tok, [edu_qa.chat_messages(ex.question) + [{"role": "assistant", "content": ex.answer}]
+              for ex in train], LORA.max_length)
+    return list(ds)
+
+
 def batches(tok, n_batches: int, batch_size: int = 8) -> list[tuple]:
     """The first training examples as the script tokenizes them (prompt labelled -100), in
     batches padded to their longest row by the script's own collator."""
     from transformers import DataCollatorForSeq2Seq
-
-    from edu_qa import training
-    train = edu_qa.training_subset(edu_qa.load_qa().split("train"), n_batches * batch_size, 0)
-    ds, _ = training.chat_dataset(
-        tok, [edu_qa.chat_messages(ex.question) + [{"role": "assistant", "content": ex.answer}]
-              for ex in train], 160)
     collate = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
-    rows, out = list(ds), []
+    rows, out = training_rows(tok, n_batches * batch_size), []
     for i in range(0, len(rows), batch_size):
         batch = collate(rows[i:i + batch_size])
         out.append((batch["input_ids"], batch["attention_mask"], batch["labels"]))

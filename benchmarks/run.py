@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import edu_qa  # noqa: E402
+from cpu_training import training_rows  # noqa: E402
 
 SCRIPTS = ("dspy_example.py", "huggingface_lora.py", "openai_finetune.py")
 
@@ -92,11 +93,7 @@ def training_throughput(steps: int, tmp: Path) -> dict:
     lora_config = LoraConfig(r=LORA.lora_r, lora_alpha=LORA.lora_alpha,
                              lora_dropout=LORA.lora_dropout, target_modules=LORA.target_modules,
                              task_type="CAUSAL_LM")
-    tok = edu_qa.load_tokenizer(edu_qa.EMBEDDED_MODEL)
-    train = edu_qa.training_subset(edu_qa.load_qa().split("train"), steps * 8, 0)
-    train_ds, _ = training.chat_dataset(
-        tok, [edu_qa.chat_messages(ex.question) + [{"role": "assistant", "content": ex.answer}]
-              for ex in train], 160)
+    rows = training_rows(edu_qa.load_tokenizer(edu_qa.EMBEDDED_MODEL), steps * 8)
     shape = training.model_shape(edu_qa.EMBEDDED_MODEL)
 
     # the plain loop: what a first attempt looks like; counted tokens are the real ones
@@ -104,7 +101,6 @@ def training_throughput(steps: int, tmp: Path) -> dict:
     plain = get_peft_model(base, lora_config)
     plain.train()
     optim = torch.optim.AdamW([p for p in plain.parameters() if p.requires_grad], lr=1e-3)
-    rows = list(train_ds)
     real_tokens, start = 0, time.perf_counter()
     for i in range(0, len(rows), 8):
         batch = rows[i:i + 8]
