@@ -260,17 +260,17 @@ def tune(cfg: Config, device, configured: Configured, model, tok, formatted: For
         metric_for_best_model="dev_score" if cfg.judge_on_dev else None,
         greater_is_better=True,
         bf16=device.precision == "bf16", logging_nan_inf_filter=plan["nan_filter"],
-        use_cpu=device.device == "cpu",
-        seed=cfg.seed,
+        use_cpu=device.device == "cpu", seed=cfg.seed,
         report_to="none",                  # no tracker unless you add one
         remove_unused_columns=False,
     )
+    pad = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
     trainer = Trainer(
         model=model, args=args, train_dataset=formatted.train, eval_dataset=formatted.dev,
-        # pads each batch only to its longest example, labels with -100; with FlashAttention,
-        # no padding at all: the batch is packed into one row that attention keeps apart
+        # pads each batch to its longest example, labels -100; on a CPU, logits only where an
+        # answer token is predicted (the loss reads no others); FlashAttention: no padding
         data_collator=DataCollatorWithFlattening() if plan["padding_free"] else
-        DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
+        training.AnswerLogitsOnly(pad) if plan["answer_logits"] else pad,
     )
     training.quiet_trainer(trainer, show_progress=True)
     judge = None

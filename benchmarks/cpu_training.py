@@ -5,14 +5,16 @@ would buy: the embedded model, the real training examples, batches of 8 padded t
     python benchmarks/cpu_training.py --profile    # + the step's top operations, per variant
 
 Each row changes one thing from the one above it, on the same batches, and times --steps
-optimizer steps after one warm-up: LoRA dropout off, bf16 autocast, the frozen base stored in
-bf16 (no fp32 copy cast every step), eager attention instead of SDPA. The first row is the
-recipe until 2026-12-01 (dropout 0.05); the second, dropout 0, is the recipe since (its random
-masks cost a fifth of the step, and the dev-judged quality stayed within the seed spread). The
-others are not the scripts' default: each changes the arithmetic, so every committed LoRA and
-OpenAI-style result would change with it, and bf16 would make them depend on the CPU
-(benchmarks/README.md, "A CPU training step"). The bf16 rows run only where the CPU has bf16
-instructions (elsewhere it is emulated, ~100x slower).
+optimizer steps after one warm-up: LoRA dropout off, logits only where an answer token is
+predicted, bf16 autocast, the frozen base stored in bf16 (no fp32 copy cast every step), eager
+attention instead of SDPA. The first row is the recipe until 2026-12-01 (dropout 0.05); the
+third is the recipe since: dropout 0 (its random masks cost a fifth of the step, and the
+dev-judged quality stayed within the seed spread) and answer-only logits
+(training.AnswerLogitsOnly: the same gradients, bit for bit). The others are not the scripts'
+default: each changes the arithmetic, so every committed LoRA and OpenAI-style result would
+change with it, and bf16 would make them depend on the CPU (benchmarks/README.md, "A CPU
+training step"). The bf16 rows run only where the CPU has bf16 instructions (elsewhere it is
+emulated, ~100x slower).
 """
 
 from __future__ import annotations
@@ -27,15 +29,18 @@ sys.path.insert(0, str(ROOT))
 
 import edu_qa  # noqa: E402
 
-# label, LoRA dropout, bf16 autocast, base weights in bf16, attention implementation
+# label, LoRA dropout, answer-only logits, bf16 autocast, base weights in bf16, attention
 VARIANTS = [
-    ("fp32, LoRA dropout 0.05, SDPA (the recipe until 2026-12-01)", 0.05, False, False, None),
-    ("the recipe: LoRA dropout 0", 0.0, False, False, None),
-    ("LoRA dropout 0, eager attention", 0.0, False, False, "eager"),
-    ("LoRA dropout 0.05, bf16 autocast", 0.05, True, False, None),
-    ("LoRA dropout 0, bf16 autocast", 0.0, True, False, None),
-    ("LoRA dropout 0, bf16 autocast, bf16 base", 0.0, True, True, None),
-    ("LoRA dropout 0, bf16 autocast, bf16 base, eager attention", 0.0, True, True, "eager"),
+    ("fp32, LoRA dropout 0.05, SDPA, logits at every position (the recipe until 2026-12-01)",
+     0.05, False, False, False, None),
+    ("LoRA dropout 0", 0.0, False, False, False, None),
+    ("the recipe: LoRA dropout 0, logits only at answer tokens", 0.0, True, False, False, None),
+    ("the recipe, eager attention", 0.0, True, False, False, "eager"),
+    ("LoRA dropout 0.05, bf16 autocast", 0.05, False, True, False, None),
+    ("LoRA dropout 0, bf16 autocast", 0.0, False, True, False, None),
+    ("the recipe, bf16 autocast", 0.0, True, True, False, None),
+    ("the recipe, bf16 autocast, bf16 base", 0.0, True, True, True, None),
+    ("the recipe, bf16 autocast, bf16 base, eager attention", 0.0, True, True, True, "eager"),
 ]
 
 
@@ -51,20 +56,21 @@ def training_rows(tok, n: int) -> list[dict]:
     return list(ds)
 
 
-def batches(tok, n_batches: int, batch_size: int = 8) -> list[tuple]:
+def batches(tok, n_batches: int, batch_size: int = 8) -> list[dict]:
     """The first training examples as the script tokenizes them (prompt labelled -100), in
-    batches padded to their longest row by the script's own collator."""
+    batches padded to their longest row by the script's own collators: with logits_to_keep
+    and shift_labels, which the variants with logits at every position leave out."""
     from transformers import DataCollatorForSeq2Seq
-    collate = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
-    rows, out = training_rows(tok, n_batches * batch_size), []
-    for i in range(0, len(rows), batch_size):
-        batch = collate(rows[i:i + batch_size])
-        out.append((batch["input_ids"], batch["attention_mask"], batch["labels"]))
-    return out
+
+    from edu_qa.training import AnswerLogitsOnly
+    collate = AnswerLogitsOnly(DataCollatorForSeq2Seq(tok, padding=True,
+                                                      label_pad_token_id=-100))
+    rows = training_rows(tok, n_batches * batch_size)
+    return [collate(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
 
 
-def measure(model_name: str, data: list[tuple], dropout: float, autocast: bool,
-            bf16_base: bool, attention: str | None, profile: bool) -> dict:
+def measure(model_name: str, data: list[dict], dropout: float, answer_logits: bool,
+            autocast: bool, bf16_base: bool, attention: str | None, profile: bool) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -83,9 +89,10 @@ def measure(model_name: str, data: list[tuple], dropout: float, autocast: bool,
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def step(batch):
-        ids, mask, labels = batch
+        if not answer_logits:
+            batch = {k: v for k, v in batch.items() if k not in ("logits_to_keep", "shift_labels")}
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss = model(**batch).loss
         loss.backward()
         optim.step()
         optim.zero_grad()
@@ -95,7 +102,7 @@ def measure(model_name: str, data: list[tuple], dropout: float, autocast: bool,
     for batch in data[1:]:
         step(batch)
     seconds = time.perf_counter() - start
-    tokens = sum(int(mask.sum()) for _, mask, _ in data[1:])
+    tokens = sum(int(batch["attention_mask"].sum()) for batch in data[1:])
     top = None
     if profile:
         from torch.profiler import ProfilerActivity
@@ -123,15 +130,16 @@ def main(argv=None):
     from edu_qa import training
     data = batches(edu_qa.load_tokenizer(args.model), args.steps + 1)
     native_bf16 = training.cpu_has_native_bf16()
-    lines = ["| variant | real tokens/s | vs the first row |" + (" top operations |" * args.profile),
-             "|---|---|---|" + ("---|" * args.profile)]
+    lines = ["| variant | real tokens/s | vs the first row |"
+             + (" top operations |" * args.profile), "|---|---|---|" + ("---|" * args.profile)]
     first = None
-    for label, dropout, autocast, bf16_base, attention in VARIANTS:
+    for label, dropout, answer_logits, autocast, bf16_base, attention in VARIANTS:
         if (autocast or bf16_base) and not native_bf16:
             lines.append(f"| {label} | not run: no bf16 instructions on this CPU | – |"
                          + (" – |" * args.profile))
             continue
-        got = measure(args.model, data, dropout, autocast, bf16_base, attention, args.profile)
+        got = measure(args.model, data, dropout, answer_logits, autocast, bf16_base, attention,
+                      args.profile)
         first = first or got["tokens_per_s"]
         row = f"| {label} | {got['tokens_per_s']:.0f} | {got['tokens_per_s'] / first:.2f}x |"
         if args.profile:

@@ -7,8 +7,9 @@ free memory, each with its reason (huggingface_lora.py step 3 prints them).
     memory()        the bytes one training step needs, by the model's shape
     time_step()     seconds of one real training step, for an honest time estimate
 
-On a CPU nothing changes: the batch you ask for, no accumulation, no compile, and gradient
-checkpointing only where QLoRA's recipe has always had it. On CUDA:
+On a CPU: the batch you ask for, no accumulation, no compile, gradient checkpointing only
+where QLoRA's recipe has always had it, and logits only at the positions that predict an answer
+token (training.AnswerLogitsOnly: the same gradients, bit for bit, a shorter step). On CUDA:
 - the batch you ask for (--batch-size) is the EFFECTIVE batch: per-device batch times
   accumulation steps, so the optimization is the same whatever the card;
 - gradient checkpointing only when the batch does not fit without it (it recomputes the
@@ -70,9 +71,10 @@ def choose(*, device: str, effective_batch: int, seq_len: int, shape: dict | Non
     settings = {"per_device_batch": effective_batch, "accumulation": 1,
                 "checkpointing": quantization == "4bit", "compile": False,
                 "attention": None, "padding_free": False, "liger": False, "nan_filter": True,
-                "reasons": []}
+                "answer_logits": True, "reasons": []}
     if device != "cuda" or shape is None or not free_bytes:
-        settings["reasons"].append("CPU (or unknown memory): the batch as given, no compile")
+        settings["reasons"].append("CPU (or unknown memory): the batch as given, no compile, "
+                                   "logits only where an answer token is predicted")
         return settings
     budget = free_bytes * HEADROOM
 
@@ -115,10 +117,13 @@ def choose(*, device: str, effective_batch: int, seq_len: int, shape: dict | Non
                    "(requirements-gpu.txt)")
     reasons.append("no per-step NaN check of the loss: the CPU queues the next step instead of "
                    "waiting for this one")
+    reasons.append("logits at every position, as measured on a GPU (answer-only logits were "
+                   "measured on a CPU only" + ("; Liger's loss makes no logits tensor at all)"
+                                              if liger else ")"))
     settings.update(per_device_batch=per_device, accumulation=accumulation,
                     checkpointing=checkpointing, compile=compile_,
                     attention="flash_attention_2" if flash else "sdpa", padding_free=flash,
-                    liger=liger, nan_filter=False)
+                    liger=liger, nan_filter=False, answer_logits=False)
     return settings
 
 

@@ -53,6 +53,41 @@ def test_every_assistant_turn_carries_loss_unless_its_weight_is_0(embedded_token
     assert len(cut["input_ids"]) == len(cut["labels"]) == len(cut["attention_mask"]) == 10
 
 
+def test_answer_only_logits_give_the_same_gradients_bit_for_bit(tiny_model):
+    """training.AnswerLogitsOnly, the CPU recipe's collator: logits only at the positions that
+    predict an answer token, and the LoRA gradients exactly those of the logits at every
+    position (so the committed results stay the ones a new user gets)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorForSeq2Seq
+    model, tok = edu_qa.load_local_model(str(tiny_model), dtype=torch.float32)
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear",
+                                             task_type="CAUSAL_LM"))
+    for p in model.parameters():  # B starts at 0: make every gradient non-trivial
+        if p.requires_grad:
+            p.data.normal_(0, 0.1)
+    rows = [lora.tokenize(tok, ex, 160) for ex in edu_qa.load_qa().split("train")[:6]]
+    for row in rows:
+        row.pop("cut")
+    pad = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+
+    def gradients(batch):
+        model.zero_grad()
+        out = model(**batch)
+        out.loss.backward()
+        return out, [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    full, full_grads = gradients(pad(rows))
+    batch = training.AnswerLogitsOnly(pad)(rows)
+    answer_tokens = sum(sum(label != -100 for label in row["labels"]) for row in rows)
+    assert int(batch["logits_to_keep"].sum()) == len(batch["shift_labels"]) == answer_tokens
+    kept, kept_grads = gradients(batch)
+    assert kept.logits.shape == (answer_tokens, full.logits.shape[-1])
+    assert torch.equal(kept.logits, full.logits[:, :-1][pad(rows)["labels"][:, 1:] != -100])
+    assert all(torch.equal(a, b) for a, b in zip(kept_grads, full_grads))
+    assert torch.allclose(kept.loss, full.loss, rtol=1e-6)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_tiny_model_trains_saves_and_reloads_identically(tmp_path, tiny_model, precision):
     """Both precisions on any CPU (bf16 is emulated where it is not native): the adapter on a
@@ -307,7 +342,7 @@ def test_qlora_benchmark_runs_the_scripts_recipe_on_a_model_shape(tmp_path):
 
 def test_cpu_training_benchmark_times_each_change_of_the_recipe(tmp_path, tiny_model):
     """benchmarks/cpu_training.py: a row per variant, the old recipe first at 1.00x, the recipe
-    second, and the bf16 rows either measured or saying why not (a CPU without bf16
+    third, and the bf16 rows either measured or saying why not (a CPU without bf16
     instructions)."""
     out = tmp_path / "cpu_training.md"
     proc = subprocess.run(
@@ -316,9 +351,10 @@ def test_cpu_training_benchmark_times_each_change_of_the_recipe(tmp_path, tiny_m
         timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][1:]
-    assert len(rows) == 7
-    assert rows[0].startswith("| fp32, LoRA dropout 0.05, SDPA (the recipe until 2026-12-01) |")
-    assert rows[1].startswith("| the recipe: LoRA dropout 0 |")
+    assert len(rows) == 9
+    assert rows[0].startswith("| fp32, LoRA dropout 0.05, SDPA, logits at every position (the "
+                              "recipe until 2026-12-01) |")
+    assert rows[2].startswith("| the recipe: LoRA dropout 0, logits only at answer tokens |")
     assert "| 1.00x |" in rows[0] and "aten::" in rows[0]
     for row in rows[1:]:
         assert "not run: no bf16 instructions" in row or float(row.split(" | ")[1]) > 0, row

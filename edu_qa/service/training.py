@@ -92,13 +92,15 @@ def train(run: JobRun, train_examples: list[dict], valid_examples: list[dict] | 
         return None
     metrics = TokenMetrics()
     events = JobEvents(run, metrics)
+    pad = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
     trainer = MeasuredTrainer(
         model=model, args=arguments(run, device, plan, hyper, trainer_dir, train_ds, valid_ds),
         train_dataset=train_ds, eval_dataset=valid_ds, callbacks=[events], metrics=metrics,
         # each batch padded to its longest example (labels with -100, which the loss
-        # ignores); with FlashAttention not padded at all, packed into one row
+        # ignores), logits only where the loss reads them (on a CPU); with FlashAttention
+        # not padded at all, packed into one row
         data_collator=DataCollatorWithFlattening() if plan["padding_free"] else
-        DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
+        training.AnswerLogitsOnly(pad) if plan["answer_logits"] else pad)
     training.quiet_trainer(trainer, show_progress=False)
     trainer.train()
     if run.stopped():  # "cancelled" already, or "running" to be trained again on restart
@@ -164,17 +166,19 @@ class TokenMetrics:
     def __init__(self):
         self.sums = {True: [0.0, 0, 0], False: [0.0, 0, 0]}  # training? -> loss, right, tokens
 
-    def add(self, logits, labels, training: bool) -> None:
+    def add(self, logits, labels, training: bool, shift_labels=None) -> None:
         with torch.no_grad():
-            # the logits at position i predict the token at i + 1
-            answer = labels[:, 1:] != -100
-            picked, wanted = logits[:, :-1][answer].float(), labels[:, 1:][answer]
+            if shift_labels is not None:  # AnswerLogitsOnly: the answer positions' logits
+                picked, wanted = logits.float(), shift_labels
+            else:  # the logits at position i predict the token at i + 1
+                answer = labels[:, 1:] != -100
+                picked, wanted = logits[:, :-1][answer].float(), labels[:, 1:][answer]
             loss = torch.nn.functional.cross_entropy(picked, wanted, reduction="sum")
             right = (picked.argmax(-1) == wanted).sum()
         sums = self.sums[training]
         sums[0] += loss.item()
         sums[1] += right.item()
-        sums[2] += int(answer.sum())
+        sums[2] += len(wanted)
 
     def take(self, training: bool) -> tuple[float | None, float | None]:
         """(mean loss, token accuracy) since the last take, then counting starts again."""
@@ -194,7 +198,8 @@ class MeasuredTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                              num_items_in_batch=num_items_in_batch)
-        self.token_metrics.add(outputs.logits, inputs["labels"], training=model.training)
+        self.token_metrics.add(outputs.logits, inputs["labels"], training=model.training,
+                               shift_labels=inputs.get("shift_labels"))
         return (loss, outputs) if return_outputs else loss
 
 
