@@ -244,8 +244,22 @@ def prefix_sharing_speed() -> dict:
         out[name] = {"answers": answers, "seconds": time.perf_counter() - start}
     same = sum(a == b for a, b in zip(out["left_padding"]["answers"],
                                       out["shared_prefix"]["answers"]))
+    # bootstrapping: the teacher's questions one at a time, each behind the same demos; the
+    # last prompt's demos reused (kv_cache.LastPrompt) or computed again
+    from edu_qa.kv_cache import LastPrompt
+    from edu_qa.local_model import MIN_SHARED_PREFIX
+    alone = {}
+    for name, last_prompt in (("again", None), ("reused", LastPrompt(MIN_SHARED_PREFIX))):
+        start, answers = time.perf_counter(), []
+        for conversation in conversations[:12]:
+            answers += edu_qa.generate(model, tok, [conversation], 48, batch_size=1,
+                                       last_prompt=last_prompt)[0]
+        alone[name] = {"answers": answers, "seconds": time.perf_counter() - start}
     return {"plain_s": out["left_padding"]["seconds"], "shared_s": out["shared_prefix"]["seconds"],
-            "same": same, "n": len(test)}
+            "same": same, "n": len(test), "alone_s": alone["again"]["seconds"],
+            "reused_s": alone["reused"]["seconds"], "alone_n": 12,
+            "alone_same": sum(a == b for a, b in zip(alone["again"]["answers"],
+                                                      alone["reused"]["answers"]))}
 
 
 def full_runs(tmp: Path) -> tuple[float, list[tuple[str, float, float, float, float]]]:
@@ -418,6 +432,11 @@ def main(argv=None):
                  f"{p['plain_s']:.1f} s → {p['shared_s']:.1f} s "
                  f"({p['plain_s'] / p['shared_s']:.1f}x), same answers {p['same']}/{p['n']}",
                  "faster, same answers"))
+    rows.append((f"DSPy bootstrapping's one-at-a-time prompts (the first {p['alone_n']}, the same "
+                 "4 demos): demos computed for each vs the last prompt's reused",
+                 f"{p['alone_s']:.1f} s → {p['reused_s']:.1f} s "
+                 f"({p['alone_s'] / p['reused_s']:.2f}x), same answers "
+                 f"{p['alone_same']}/{p['alone_n']}", "faster, same answers"))
 
     data = edu_qa.load_qa()
     found = edu_qa.current_results(data)

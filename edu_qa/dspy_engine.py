@@ -28,14 +28,15 @@ class LocalEngine:
     DSPy's threads call complete() concurrently; BatchedGenerator gathers the requests that
     arrive together and answers them with ONE batched generate() call, several times faster
     on a CPU than one question at a time; prompts that begin with the same demos share that
-    prefix's computation. The model loads on the first call, so a run served from DSPy's
-    cache needs none."""
+    prefix's computation, within a batch and, for the questions bootstrapping asks one at a
+    time, from one call to the next. The model loads on the first call, so a run served from
+    DSPy's cache needs none."""
 
     def __init__(self, model_name: str, max_new_tokens: int, max_batch: int = 8):
         self.max_new_tokens = max_new_tokens
         self.calls = self.input_tokens = self.output_tokens = 0
         self.generator = BatchedGenerator(lambda: load_local_model(model_name),
-                                          max_batch=max_batch)
+                                          max_batch=max_batch, reuse_last_prompt=True)
 
     def complete(self, request):
         from dspy.lm15 import Message, Response, Usage

@@ -8,6 +8,7 @@ for the prompt and the longest answer, and a step writes one column into it; the
 the filled part as a view, the same numbers as the concatenated tensor.
 
     preallocated(cache, n_layers, capacity)   a DynamicCache whose layers write in place
+    LastPrompt                                the last single prompt's cache, for the next
 """
 
 from __future__ import annotations
@@ -77,3 +78,36 @@ def preallocated(cache: DynamicCache | None, n_layers: int, capacity: int) -> Dy
         if old.is_initialized and old.keys.numel():
             new.update(old.keys, old.values)
     return fresh
+
+
+class LastPrompt:
+    """The key/value cache of the last prompt answered alone, for the next one that begins the
+    same way.
+
+    DSPy's bootstrapping asks the model one training question at a time, and each prompt is
+    the same system prompt and demos (~400 tokens) before its own question. Causal attention
+    makes the keys and values of a position depend only on the tokens up to it, so those of
+    the demos are the ones the last prompt computed: the next prompt reuses them and runs only
+    its own tokens through the model (as edu_qa.generate does for the rows of one batch)."""
+
+    def __init__(self, min_shared: int):
+        self.min_shared, self.ids, self.layers = min_shared, [], []
+
+    def lookup(self, ids: list[int]) -> DynamicCache | None:
+        """A cache of the positions that `ids` shares with the last prompt (one token of its
+        own always left to predict from), or None when they share under min_shared."""
+        limit, n = min(len(ids) - 1, len(self.ids)), 0
+        while n < limit and ids[n] == self.ids[n]:
+            n += 1
+        if n < self.min_shared:
+            return None
+        cache = DynamicCache()
+        for i, (keys, values) in enumerate(self.layers):
+            cache.update(keys[:, :, :n], values[:, :, :n], i)  # copied, not shared
+        return cache
+
+    def remember(self, ids: list[int], cache: DynamicCache) -> None:
+        """The prompt `ids` and its part of `cache` (a batch of one, after its answer)."""
+        self.ids = list(ids)
+        self.layers = [(layer.keys[:, :, :len(ids)], layer.values[:, :, :len(ids)])
+                       for layer in cache.layers]

@@ -167,7 +167,7 @@ def _first_line(err: Exception) -> str:
 
 def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 64,
              batch_size: int = 8, stop_strings: list[str] | None = None,
-             share_prefix: bool = True) -> tuple[list[str], int]:
+             share_prefix: bool = True, last_prompt=None) -> tuple[list[str], int]:
     """Greedy answers for a list of chat conversations, in batches.
 
     The prompts of a batch often begin with the same tokens: the system prompt, or DSPy's
@@ -176,7 +176,10 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
     idiom, batched); each row then needs only its own last tokens. Rows are padded between the
     prefix and their own tokens, and position ids follow the attention mask, so the answers are
     those of plain left padding (tested), measured 2x faster with DSPy's demos.
-    share_prefix=False gives plain left padding (the benchmark compares the two).
+    share_prefix=False gives plain left padding (the benchmark compares the two). With
+    last_prompt (a kv_cache.LastPrompt), a prompt asked alone reuses what it shares with the
+    previous one asked alone: DSPy's bootstrapping asks one question at a time behind the same
+    demos.
 
     Returns (answers, generated token count)."""
     import torch
@@ -185,10 +188,18 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
     answers, n_tokens = [], 0
     for i in range(0, len(prompts), batch_size):
         ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts[i:i + batch_size]]
-        cache, inputs = shared_prefix(model, ids, tok.pad_token_id,
-                                       MIN_SHARED_PREFIX if share_prefix else math.inf)
+        alone = last_prompt is not None and share_prefix and len(ids) == 1 and not stop_strings
+        cache = last_prompt.lookup(ids[0]) if alone else None
+        if cache is not None:  # the last prompt's first tokens: computed already
+            inputs = {"input_ids": torch.tensor(ids, device=model.device),
+                      "attention_mask": torch.ones(1, len(ids[0]), dtype=torch.long,
+                                                   device=model.device)}
+        else:
+            cache, inputs = shared_prefix(model, ids, tok.pad_token_id,
+                                          MIN_SHARED_PREFIX if share_prefix else math.inf)
         if not stop_strings:  # the common case: rows leave the batch as they finish
-            texts, tokens = greedy(model, tok, inputs, cache, max_new_tokens)
+            texts, tokens = greedy(model, tok, inputs, cache, max_new_tokens,
+                                   (lambda c: last_prompt.remember(ids[0], c)) if alone else None)
             answers += texts
             n_tokens += tokens
             continue
@@ -206,7 +217,8 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
     return answers, n_tokens
 
 
-def greedy(model, tok, inputs: dict, cache, max_new_tokens: int) -> tuple[list[str], int]:
+def greedy(model, tok, inputs: dict, cache, max_new_tokens: int,
+           remember=None) -> tuple[list[str], int]:
     """Greedy decoding of a left-padded batch in which finished rows LEAVE the batch.
 
     model.generate() keeps every row until the longest answer ends, so a batch of 152 short
@@ -216,8 +228,9 @@ def greedy(model, tok, inputs: dict, cache, max_new_tokens: int) -> tuple[list[s
     is written in place (kv_cache.py): DynamicCache's copy of the whole cache at every step
     cost more than the model's arithmetic. The arithmetic of a row does not depend on which
     rows share its batch (tested: the same answers as model.generate(), token for token), so
-    the answers are those of generate(), sooner. Returns (answers, tokens generated,
-    end-of-turn excluded)."""
+    the answers are those of generate(), sooner. remember(cache), if given, receives the cache
+    at the end (a batch of one keeps its row). Returns (answers, tokens generated, end-of-turn
+    excluded)."""
     import torch
 
     from .kv_cache import preallocated
@@ -251,6 +264,8 @@ def greedy(model, tok, inputs: dict, cache, max_new_tokens: int) -> tuple[list[s
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
             position = torch.cat([position, position[:, -1:] + 1], dim=1)
             step_ids, step_pos = token[:, None], position[:, -1:]
+    if remember is not None:
+        remember(cache)
     texts = tok.batch_decode(out, skip_special_tokens=True)
     return [t.strip() for t in texts], sum(len(o) for o in out)
 
@@ -266,8 +281,11 @@ class BatchedGenerator:
 
     GATHER_S = 0.05
 
-    def __init__(self, load, max_batch: int = 8):
+    def __init__(self, load, max_batch: int = 8, reuse_last_prompt: bool = False):
+        from .kv_cache import LastPrompt
         self.load, self.max_batch, self.model, self.tok = load, max_batch, None, None
+        # a prompt asked alone reuses what it shares with the last one (one model only)
+        self.last_prompt = LastPrompt(MIN_SHARED_PREFIX) if reuse_last_prompt else None
         self._queue = queue.Queue()
         threading.Thread(target=self._worker, daemon=True).start()
 
@@ -327,7 +345,8 @@ class BatchedGenerator:
             try:
                 texts, _ = generate(self.model, self.tok, [j["conversation"] for j in group],
                                     max_tokens, batch_size=len(group),
-                                    stop_strings=list(stop) or None)
+                                    stop_strings=list(stop) or None,
+                                    last_prompt=self.last_prompt)
                 for job, text in zip(group, texts):
                     job["done"].set_result({
                         "text": text, "input_tokens": job["length"],

@@ -83,6 +83,37 @@ def test_a_shared_prompt_prefix_is_computed_once_and_changes_no_answer(embedded)
     assert together == alone
 
 
+def test_a_prompt_asked_alone_reuses_the_last_ones_demos_and_changes_no_answer(embedded):
+    """DSPy's bootstrapping asks one question at a time behind the same demos: with a
+    LastPrompt, each prompt runs only what it does not share with the one before (the demos'
+    cache is reused), and every answer is the one computed from scratch."""
+    from edu_qa.kv_cache import LastPrompt
+    from edu_qa.local_model import MIN_SHARED_PREFIX
+    model, tok = embedded
+    train = edu_qa.load_qa().split("train")
+    demos = [turn for ex in train[:3] for turn in (
+        {"role": "user", "content": ex.question}, {"role": "assistant", "content": ex.answer})]
+    conversations = [edu_qa.chat_messages(ex.question)[:1] + demos +
+                     edu_qa.chat_messages(ex.question)[1:] for ex in train[10:14]]
+    conversations.append(edu_qa.chat_messages(train[14].question))  # no demos: shares less
+    last = LastPrompt(MIN_SHARED_PREFIX)
+    reused, shared, common, before = [], [], [], []
+    for c in conversations:
+        ids = tok(tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True),
+                  add_special_tokens=False)["input_ids"]
+        common.append(next(i for i, (a, b) in enumerate(zip(ids, before + [None] * len(ids)))
+                           if a != b))
+        cache = last.lookup(ids)
+        shared.append(cache.get_seq_length() if cache is not None else 0)
+        reused += edu_qa.generate(model, tok, [c], 24, batch_size=1, last_prompt=last)[0]
+        before = ids
+    assert shared == [0] + common[1:]  # all the tokens it shares with the prompt before
+    assert all(n > 150 for n in shared[1:4])  # the system prompt and the demos
+    assert 0 < shared[4] < 60  # the system prompt alone
+    assert reused == [edu_qa.generate(model, tok, [c], 24, batch_size=1)[0][0]
+                      for c in conversations]
+
+
 def test_rows_that_leave_the_batch_early_change_no_answer(embedded):
     """generate() drops each row from the batch when its answer ends (edu_qa.local_model.greedy);
     the answers and token counts must be model.generate()'s, which keeps every row to the end
