@@ -9,6 +9,7 @@ the filled part as a view, the same numbers as the concatenated tensor.
 
     preallocated(cache, n_layers, capacity)   a DynamicCache whose layers write in place
     LastPrompt                                the last single prompt's cache, for the next
+    shared_length(rows, limit)                how many first tokens the rows have in common
 """
 
 from __future__ import annotations
@@ -80,6 +81,14 @@ def preallocated(cache: DynamicCache | None, n_layers: int, capacity: int) -> Dy
     return fresh
 
 
+def shared_length(rows: list[list[int]], limit: int) -> int:
+    """How many first tokens all rows have in common, at most limit."""
+    n, limit = 0, min(limit, *(len(row) for row in rows))
+    while n < limit and all(row[n] == rows[0][n] for row in rows):
+        n += 1
+    return n
+
+
 class LastPrompt:
     """The key/value cache of the last prompt answered alone, for the next one that begins the
     same way.
@@ -96,9 +105,7 @@ class LastPrompt:
     def lookup(self, ids: list[int]) -> DynamicCache | None:
         """A cache of the positions that `ids` shares with the last prompt (one token of its
         own always left to predict from), or None when they share under min_shared."""
-        limit, n = min(len(ids) - 1, len(self.ids)), 0
-        while n < limit and ids[n] == self.ids[n]:
-            n += 1
+        n = shared_length([ids, self.ids], limit=len(ids) - 1)
         if n < self.min_shared:
             return None
         cache = DynamicCache()

@@ -384,10 +384,10 @@ def shared_prefix(model, ids: list[list[int]], pad_id: int,
     Without a shared prefix this is plain left padding. Causal attention makes the prefix's
     cache the same whatever follows it, so one copy serves every row."""
     import torch
-    shortest = min(len(row) for row in ids)
-    n = 0  # the prefix leaves every row at least one token of its own, to predict from
-    while n < shortest - 1 and all(row[n] == ids[0][n] for row in ids):
-        n += 1
+
+    from .kv_cache import shared_length
+    # the prefix leaves every row at least one token of its own, to predict from
+    n = shared_length(ids, limit=min(len(row) for row in ids) - 1)
     cache = None
     if len(ids) < 2 or n < min_shared:
         n = 0
