@@ -221,8 +221,8 @@ def markdown(dataset: edu_qa.QADataset, results: dict[str, dict], plots: list[Pa
     lines += ["", "How each column was made (run them, then `python report.py`):", ""]
     for method, res in results.items():
         m = res.get("machine", {})
-        where = f"{m.get('cpu')}, {m.get('cores')} cores" + (f", {m['gpu']}" if m.get("gpu")
-                                                           else ", no GPU")
+        where = (f"{m.get('cpu')}" + (f" ({m['vector_unit']})" if m.get("vector_unit") else "")
+                 + f", {m.get('cores')} cores" + (f", {m['gpu']}" if m.get("gpu") else ", no GPU"))
         lines.append(f"- {md_code(res.get('command'))}: {res['created'][:10]}, {md(where)}, "
                      f"{md(_hardware(res))}, whole run "
                      f"{edu_qa.fmt_seconds(res['wall_time_s'].get('total'))}; learned from "

@@ -127,9 +127,8 @@ def main(argv=None):
 
     import torch
 
-    from edu_qa import training
     data = batches(edu_qa.load_tokenizer(args.model), args.steps + 1)
-    native_bf16 = training.cpu_has_native_bf16()
+    native_bf16 = edu_qa.cpu_has_native_bf16()
     lines = ["| variant | real tokens/s | vs the first row |"
              + (" top operations |" * args.profile), "|---|---|---|" + ("---|" * args.profile)]
     first = None

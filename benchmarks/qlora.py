@@ -99,7 +99,7 @@ def main(argv=None):
     from edu_qa import training, training_plan
     edu_qa.quiet_transformers()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    bf16 = torch.cuda.is_bf16_supported() if device == "cuda" else training.cpu_has_native_bf16()
+    bf16 = torch.cuda.is_bf16_supported() if device == "cuda" else edu_qa.cpu_has_native_bf16()
     env = training.Device(device=device, precision="bf16" if bf16 else "fp32",
                           quantization=args.quantization)
     from edu_qa.recipe import LORA as cfg  # the script's LoRA settings

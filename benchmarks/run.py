@@ -89,7 +89,7 @@ def training_throughput(steps: int, tmp: Path) -> dict:
     # bf16 under autocast, measured where the CPU has bf16 instructions (elsewhere it is
     # emulated, ~100x slower): what the default (fp32 on a CPU) leaves on the table
     bf16_tps = script_run("benchmark-lora-bf16", "--precision", "bf16")["tps"] \
-        if training.cpu_has_native_bf16() else None
+        if edu_qa.cpu_has_native_bf16() else None
     lora_config = LoraConfig(r=LORA.lora_r, lora_alpha=LORA.lora_alpha,
                              lora_dropout=LORA.lora_dropout, target_modules=LORA.target_modules,
                              task_type="CAUSAL_LM")
@@ -362,7 +362,7 @@ def main(argv=None):
 
     from edu_qa import training
     fp32 = training.measure_matmul_flops("cpu", "fp32", n=2048)
-    n_bf16 = 2048 if training.cpu_has_native_bf16() else 512  # emulated: 512² takes ~0.4 s
+    n_bf16 = 2048 if edu_qa.cpu_has_native_bf16() else 512  # emulated: 512² takes ~0.4 s
     bf16 = training.measure_matmul_flops("cpu", "bf16", n=n_bf16, reps=2)
     rows.append(("matmul peak, 2048² fp32 (measured)", f"{fp32 / 1e9:.0f} GFLOP/s", "–"))
     rows.append((f"matmul peak, {n_bf16}² bf16 (measured)", f"{bf16 / 1e9:.1f} GFLOP/s", "–"))
@@ -456,8 +456,9 @@ def main(argv=None):
                          f"{edu_qa.scoring.change_in_words(change, 'f1')}{extra}",
                          "DSPy: F1 +0.08, accuracy not lower" if method == "dspy" else "–"))
     m = edu_qa.machine()
-    bf16_isa = training.cpu_bf16_instructions() or "no bf16 instructions"  # bf16 rows differ
-    text = (f"Benchmark on {m['cpu']} ({bf16_isa}), {m['cores']} cores, {m['gpu'] or 'no GPU'}, "
+    isa = {"AMX": "AMX", "AVX512-BF16": "AVX512-BF16, no AMX", "AVX512": "AVX512, bf16 emulated",
+           "AVX2": "AVX2 only, bf16 emulated"}.get(m["vector_unit"], "no bf16 instructions")
+    text = (f"Benchmark on {m['cpu']} ({isa}), {m['cores']} cores, {m['gpu'] or 'no GPU'}, "
             f"{time.strftime('%Y-%m-%d')} (`python benchmarks/run.py"
             f"{' --full' if args.full else ''}`)\n\n" + table(rows) + "\n")
     print(text)

@@ -4,7 +4,8 @@
     data.py          the QA file: validated, split, sampled; the plain chat prompt
     scoring.py       the metric (key found, strict, word-overlap F1), 95% intervals, paired tests
     local_model.py   the embedded model, loaded once, answering in batches
-    machine_facts.py what the numbers were measured on: CPU, GPU, library versions, sizes
+    machine_facts.py what the numbers were measured on: CPU and its vector unit, GPU, library
+                     versions, sizes
     results.py       results/*.json in one schema: written, read back, graded again
     baseline.py      the plain-prompt answers every method is measured against (shared)
     before_after.py  step 5's report: before and after graded, compared, two shown in full
@@ -44,7 +45,7 @@ from .local_model import (EMBEDDED_CACHE, EMBEDDED_DESCRIPTION, EMBEDDED_GGUF, E
                           embedded_model_folder, generate, load_local_model, load_tokenizer,
                           model_is_local, model_source, quiet_transformers, shared_prefix,
                           use_offline_tiktoken)
-from .machine_facts import disk_size, library_versions, machine
+from .machine_facts import cpu_has_native_bf16, disk_size, library_versions, machine, vector_unit
 from .record import Answered, Prepared, Run, Tuned
 from .results import (BASELINE_FILE, EXERCISE_RESULTS, METHODS, RESULTS_DIR, SCHEMA_VERSION,
                       artifact, command_line, current_results, fmt_bytes, fmt_seconds,
@@ -66,7 +67,8 @@ __all__ = [
     "subjects_take_turns", "training_subset", "EMBEDDED_CACHE", "EMBEDDED_DESCRIPTION",
     "EMBEDDED_GGUF", "EMBEDDED_MODEL", "BatchedGenerator", "describe_model", "embedded_model_dir",
     "embedded_model_folder", "generate", "load_local_model", "load_tokenizer", "model_is_local",
-    "model_source", "quiet_transformers", "shared_prefix", "use_offline_tiktoken", "disk_size",
+    "model_source", "quiet_transformers", "shared_prefix", "use_offline_tiktoken",
+    "cpu_has_native_bf16", "disk_size", "vector_unit",
     "library_versions", "machine", "Answered", "Prepared", "Run", "Tuned", "BASELINE_FILE",
     "EXERCISE_RESULTS", "METHODS", "RESULTS_DIR", "SCHEMA_VERSION", "artifact", "command_line",
     "current_results", "fmt_bytes", "fmt_seconds", "load_all_results", "new_results",

@@ -67,21 +67,6 @@ def choose_device(execute: bool, precision: str, quantization: str) -> Device:
 CPU_FP32_WHY = "on a CPU: the README's results are fp32, and bf16 was not faster over a run"
 
 
-def cpu_bf16_instructions() -> str | None:
-    """"AMX", "AVX512-BF16, no AMX", or None where the CPU has no bf16 instructions (or /proc
-    does not say): bf16 speed differs by all three (benchmarks/README.md, Precision)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    return "AMX" if "amx_bf16" in flags else \
-        "AVX512-BF16, no AMX" if "avx512_bf16" in flags else None
-
-
-def cpu_has_native_bf16() -> bool:
-    return cpu_bf16_instructions() is not None
-
-
 def chat_dataset(tok, chats: list[list[dict]], max_length: int):
     """(the tokenized chats, cut at max_length; the positions of those that were cut)."""
     from datasets import Dataset

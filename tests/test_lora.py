@@ -289,7 +289,7 @@ def test_qlora_trains_a_4bit_base_reloads_it_identically_and_merges_in_bf16(tmp_
     with torch.no_grad():
         logits = model(**batch).logits
         again = reloaded(**batch).logits.float()
-    if precision == "fp32" and not training.cpu_has_native_bf16():
+    if precision == "fp32" and not edu_qa.cpu_has_native_bf16():
         assert torch.equal(logits, again)
     else:  # bf16 compute, or bitsandbytes' bf16 CPU kernel where the CPU has native bf16:
         # the two agree within bf16's relative step (2^-8)

@@ -177,3 +177,19 @@ def test_step_6_notice_says_which_method_the_numbers_support(tmp_path):
                                       after_right=8), tmp_path)
     text = edu_qa.scoreboard.which_method(edu_qa.scoreboard_columns(data, tmp_path))
     assert "more than noise: none" in text and "choose by what each needs" in text
+
+
+@pytest.mark.parametrize("flags, unit, native_bf16", [
+    ("fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile", "AMX", True),  # the Intel Xeon of 12-01
+    ("avx2 avx512f avx512_bf16", "AVX512-BF16", True),                 # the AMD EPYC of 11-27
+    ("avx2 avx512f", "AVX512", False),
+    ("fpu avx2 fma", "AVX2", False),                                   # the AMD EPYC of 12-01
+    ("fp asimd", None, False)])
+def test_results_say_the_cpus_vector_unit_which_decides_bf16_and_fp32_rounding(
+        monkeypatch, flags, unit, native_bf16):
+    """A run's numbers depend on the vector unit (fp32 adds in another order on AVX2 than on
+    AVX512, bf16 is emulated without AVX512-BF16 or AMX): every results file records it."""
+    monkeypatch.setattr(edu_qa.machine_facts, "_cpuinfo",
+                        lambda: {"model name": "Some CPU", "flags": flags})
+    assert edu_qa.machine()["vector_unit"] == unit and edu_qa.machine()["cpu"] == "Some CPU"
+    assert edu_qa.cpu_has_native_bf16() is native_bf16
