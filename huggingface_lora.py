@@ -177,8 +177,7 @@ def configure_model(cfg: Config, device, train_ds, console) -> Configured:
         task_type="CAUSAL_LM",             # tells peft how to wrap the model
     )
     shape = training.model_shape(cfg.model)  # from the config alone: no weights loaded here
-    estimate = training.estimate(device, shape, train_ds, cfg.lora_r, cfg.batch_size,
-                                 cfg.epochs)
+    estimate = training.estimate(device, shape, train_ds, cfg.lora_r, cfg.batch_size, cfg.epochs)
     console.print(f"model: {edu_qa.describe_model(cfg.model)} | LoRA: r={cfg.lora_r} (rank of "
                   f"each update), alpha={cfg.lora_alpha} (its scale, alpha/r), dropout="
                   f"{cfg.lora_dropout}, targets={cfg.target_modules} (which layers get one)")
@@ -313,9 +312,9 @@ if __name__ == "__main__":
 
 # %% Step 5. Inference and demonstration
 def answer(model, tok, questions, cfg: Config) -> tuple[list[str], int]:
-    """Greedy answers to the plain chat prompt, a whole split per generate() call (on a CPU
-    one big batch is fastest), and how many tokens were generated. Prompts are padded on the
-    left, so that every row's next token follows its own prompt."""
+    """Greedy answers to the plain chat prompt, a whole split per generate() call (one big
+    batch is fastest on a CPU), padded on the left so each row's next token follows its prompt,
+    and how many tokens were generated. custom_generate: generate()'s own tokens, 2x sooner."""
     import torch
     answers, generated = [], 0
     for i in range(0, len(questions), cfg.eval_batch_size):
@@ -325,7 +324,8 @@ def answer(model, tok, questions, cfg: Config) -> tuple[list[str], int]:
             return_tensors="pt", return_dict=True).to(model.device)
         with torch.inference_mode():
             out = model.generate(**inputs, max_new_tokens=cfg.max_new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id)
+                                 pad_token_id=tok.pad_token_id,
+                                 custom_generate=edu_qa.rows_leave_when_done)
         new = out[:, inputs["input_ids"].shape[1]:]  # the answer: what follows the prompt
         generated += int((new != tok.pad_token_id).sum())
         answers += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]

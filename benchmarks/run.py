@@ -10,6 +10,7 @@ Figures, each against its target from the issues:
     batch to a fixed length, on the same model and data, and as a fraction of the matmul peak;
     the same recipe on a 4-bit NF4 base (QLoRA), tokens/s and base weight memory
   - local generation tokens/s: one question at a time vs batched (and whether answers match),
+    LoRA step 5's model.generate() call with and without custom_generate=rows_leave_when_done,
     and the tuned model batched, its adapter active (as the script evaluates) vs merged
   - generation with bf16 or int8 weights instead of fp32: tokens/s, and how many answers
     and grades stay the same (measured, not used by the scripts)
@@ -141,6 +142,7 @@ def generation_speed(adapter_dir: str) -> dict:
     """The LoRA script's evaluation: the test split on the base model, one at a time vs its own
     batch size; then the tuned model (the adapter trained above) batched, with the adapter
     active beside the frozen weights as in step 5, and merged into them."""
+    import torch
     from peft import PeftModel
 
     batch_size = 160  # huggingface_lora.py's --eval-batch-size: a whole split in one batch
@@ -154,7 +156,20 @@ def generation_speed(adapter_dir: str) -> dict:
         seconds = time.perf_counter() - start
         return {"answers": answers, "tps": tokens / seconds, "qps": n / seconds}
 
+    def step5(m, **custom):  # huggingface_lora.py's answer(): one model.generate() call
+        inputs = tok.apply_chat_template(conversations, add_generation_prompt=True, padding=True,
+                                         tokenizer_kwargs={"padding_side": "left"},
+                                         return_tensors="pt", return_dict=True)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = m.generate(**inputs, max_new_tokens=48, do_sample=False,
+                             pad_token_id=tok.pad_token_id, **custom)
+        seconds = time.perf_counter() - start
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return {"out": out, "tps": int((new != tok.pad_token_id).sum()) / seconds}
+
     one = timed(model, 1, 24)  # one at a time: the first 24 questions (the whole split: ~5 min)
+    kept, leaving = step5(model), step5(model, custom_generate=edu_qa.rows_leave_when_done)
     by24, batched = timed(model, 24), timed(model, batch_size)  # 24: the batch until 2026-11
     flops = matmul_flops(lambda: timed(model, batch_size))  # the same batch, its work counted
     tuned = PeftModel.from_pretrained(model, adapter_dir).eval()
@@ -168,7 +183,8 @@ def generation_speed(adapter_dir: str) -> dict:
             "same_one": same(one, batched), "active_tps": active["tps"], "active_qps": active["qps"],
             "merged_tps": merged["tps"], "merged_same": same(active, merged), "n": len(test),
             "batch_size": batch_size, "batched_flops_per_s": flops * batched["qps"] / len(test),
-            "by24_qps": by24["qps"]}
+            "by24_qps": by24["qps"], "generate_tps": kept["tps"],
+            "leaving_tps": leaving["tps"], "same_tensor": torch.equal(kept["out"], leaving["out"])}
 
 
 def matmul_flops(run) -> float:
@@ -402,6 +418,12 @@ def main(argv=None):
                  f"questions/s), same answers {g['same']}/{g['n']} (one at a time: "
                  f"{g['same_one']}/24)",
                  "4x the batch-24 figure, same answers"))
+    rows.append((f"generation, LoRA step 5's call on the {g['n']} test questions (one batch, base "
+                 "model): `model.generate()` as it is / with `custom_generate=edu_qa."
+                 "rows_leave_when_done` (finished rows leave the batch, the system prompt computed "
+                 "once)", f"{g['generate_tps']:.1f} / {g['leaving_tps']:.1f} tokens/s "
+                 f"({g['leaving_tps'] / g['generate_tps']:.1f}x), the same output tensor: "
+                 f"{'yes' if g['same_tensor'] else 'NO'}", "faster, the same tokens"))
     # how close one batch is to the machine: its matmuls' FLOPs over its time, against the
     # measured fp32 peak; and what 4x the batch-24 figure would need of it for the same work
     used = g["batched_flops_per_s"] / fp32

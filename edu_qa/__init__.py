@@ -43,8 +43,8 @@ from .data import (DATA_FILE, HERE, QA, SPLITS, SYSTEM_PROMPT, QADataset, by_sub
 from .local_model import (EMBEDDED_CACHE, EMBEDDED_DESCRIPTION, EMBEDDED_GGUF, EMBEDDED_MODEL,
                           BatchedGenerator, describe_model, embedded_model_dir,
                           embedded_model_folder, generate, load_local_model, load_tokenizer,
-                          model_is_local, model_source, quiet_transformers, shared_prefix,
-                          use_offline_tiktoken)
+                          model_is_local, model_source, quiet_transformers,
+                          rows_leave_when_done, shared_prefix, use_offline_tiktoken)
 from .machine_facts import cpu_has_native_bf16, disk_size, library_versions, machine, vector_unit
 from .record import Answered, Prepared, Run, Tuned
 from .results import (BASELINE_FILE, EXERCISE_RESULTS, METHODS, RESULTS_DIR, SCHEMA_VERSION,
@@ -67,7 +67,8 @@ __all__ = [
     "subjects_take_turns", "training_subset", "EMBEDDED_CACHE", "EMBEDDED_DESCRIPTION",
     "EMBEDDED_GGUF", "EMBEDDED_MODEL", "BatchedGenerator", "describe_model", "embedded_model_dir",
     "embedded_model_folder", "generate", "load_local_model", "load_tokenizer", "model_is_local",
-    "model_source", "quiet_transformers", "shared_prefix", "use_offline_tiktoken",
+    "model_source", "quiet_transformers", "rows_leave_when_done", "shared_prefix",
+    "use_offline_tiktoken",
     "cpu_has_native_bf16", "disk_size", "vector_unit",
     "library_versions", "machine", "Answered", "Prepared", "Run", "Tuned", "BASELINE_FILE",
     "EXERCISE_RESULTS", "METHODS", "RESULTS_DIR", "SCHEMA_VERSION", "artifact", "command_line",

@@ -128,6 +128,34 @@ def test_rows_that_leave_the_batch_early_change_no_answer(embedded):
     assert len({len(tok(a)["input_ids"]) for a in dropped}) > 1  # answers of several lengths
 
 
+def test_generate_with_rows_leaving_gives_generates_own_tokens(embedded):
+    """The LoRA script's step 5 calls model.generate(custom_generate=edu_qa.rows_leave_when_done):
+    finished rows leave the batch and the system prompt all rows share is computed once. What it
+    returns must be generate()'s own tensor, token for token: plain greedy, with a stopping
+    criterion (a stop string), and with a logits processor (repetition_penalty)."""
+    import torch
+    from transformers import StopStringCriteria, StoppingCriteriaList
+    model, tok = embedded
+    questions = [ex.question for ex in edu_qa.load_qa().split("test")[:12]]
+    inputs = tok.apply_chat_template(
+        [edu_qa.chat_messages(q) for q in questions], add_generation_prompt=True, padding=True,
+        tokenizer_kwargs={"padding_side": "left"}, return_tensors="pt", return_dict=True)
+    for extra in ({}, {"stopping_criteria": StoppingCriteriaList([StopStringCriteria(tok, ["."])])},
+                  {"repetition_penalty": 1.3}):
+        settings = dict(max_new_tokens=24, do_sample=False, pad_token_id=tok.pad_token_id, **extra)
+        with torch.inference_mode():
+            plain = model.generate(**inputs, **settings)
+            leaving = model.generate(**inputs, custom_generate=edu_qa.rows_leave_when_done,
+                                     **settings)
+        assert torch.equal(plain, leaving), extra
+        if not extra:  # rows of several lengths: some left the batch before the others
+            lengths = (plain[:, inputs["input_ids"].shape[1]:] != tok.pad_token_id).sum(1)
+            assert len(set(lengths.tolist())) > 2
+    with pytest.raises(ValueError, match="greedily"):
+        model.generate(**inputs, custom_generate=edu_qa.rows_leave_when_done, do_sample=True,
+                       max_new_tokens=2)
+
+
 def test_length_buckets_keep_similar_prompts_together_and_long_ones_apart():
     """One long request is never padded onto short ones (a batch is as slow as its longest
     row); a split of questions, or DSPy's demos with their questions, stays one batch."""
