@@ -314,7 +314,7 @@ if __name__ == "__main__":
 def answer(model, tok, questions, cfg: Config) -> tuple[list[str], int]:
     """Greedy answers to the plain chat prompt, a whole split per generate() call (one big
     batch is fastest on a CPU), padded on the left so each row's next token follows its prompt,
-    and how many tokens were generated. custom_generate: generate()'s own tokens, 2x sooner."""
+    and how many tokens were generated. custom_generate: in fp32 generate()'s tokens, 2x sooner."""
     import torch
     answers, generated = [], 0
     for i in range(0, len(questions), cfg.eval_batch_size):

@@ -248,9 +248,12 @@ def rows_leave_when_done(model, input_ids, logits_processor, stopping_criteria,
     What differs is only speed. generate() keeps every row until the longest answer ends, so a
     batch of 152 short and long answers spends ~40% of its decoding steps on rows that are done;
     here the finished rows leave, and the key/value cache is written in place instead of copied
-    at every step (kv_cache.py). A row's arithmetic does not depend on the rows beside it, so the
-    tokens are generate()'s own (tests/test_model.py); measured 2x faster on the 152 test
-    questions on a 2-core CPU (benchmarks/README.md)."""
+    at every step (kv_cache.py). In fp32 a row's arithmetic does not depend on the rows beside
+    it, so the tokens are generate()'s own (tests/test_model.py); measured 1.9x faster on the
+    152 test questions on a 2-core CPU (benchmarks/README.md). In bf16 the rounding depends on
+    the batch's shape, so any change of batching moves some answers, generate()'s own included:
+    on the 152 test questions (AMX CPU, bf16) generate() in one batch and in two halves agreed
+    on 128, this loop and generate() on 100, this loop and edu_qa.generate() on all 152."""
     import torch
     if generation_config.do_sample or (generation_config.num_beams or 1) > 1:
         raise ValueError("rows_leave_when_done decodes greedily: do_sample=False, num_beams=1")

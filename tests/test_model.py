@@ -131,11 +131,12 @@ def test_rows_that_leave_the_batch_early_change_no_answer(embedded):
 def test_generate_with_rows_leaving_gives_generates_own_tokens(embedded):
     """The LoRA script's step 5 calls model.generate(custom_generate=edu_qa.rows_leave_when_done):
     finished rows leave the batch and the system prompt all rows share is computed once. What it
-    returns must be generate()'s own tensor, token for token: plain greedy, with a stopping
-    criterion (a stop string), and with a logits processor (repetition_penalty)."""
+    returns must be generate()'s own tensor in fp32, token for token: plain greedy, with a
+    stopping criterion (a stop string), and with a logits processor (repetition_penalty)."""
     import torch
     from transformers import StopStringCriteria, StoppingCriteriaList
     model, tok = embedded
+    assert model.dtype == torch.float32  # bf16 rounds by the batch's shape (the loop's docstring)
     questions = [ex.question for ex in edu_qa.load_qa().split("test")[:12]]
     inputs = tok.apply_chat_template(
         [edu_qa.chat_messages(q) for q in questions], add_generation_prompt=True, padding=True,
