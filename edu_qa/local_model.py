@@ -274,7 +274,7 @@ def rows_leave_when_done(model, input_ids, logits_processor, stopping_criteria,
     new = input_ids.new_full((len(out), max(map(len, out), default=0)),
                              generation_config.pad_token_id)
     for row, tokens in enumerate(out):
-        new[row, :len(tokens)] = torch.tensor(tokens, dtype=new.dtype)
+        new[row, :len(tokens)] = torch.tensor(tokens, dtype=new.dtype, device=new.device)
     return torch.cat([input_ids, new], dim=1)
 
 
