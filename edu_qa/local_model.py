@@ -237,7 +237,7 @@ def greedy(model, tok, inputs: dict, cache, max_new_tokens: int,
 
 
 def rows_leave_when_done(model, input_ids, logits_processor, stopping_criteria,
-                         generation_config, **model_kwargs) -> "torch.Tensor":
+                         generation_config, **model_kwargs):
     """Greedy decoding for model.generate(..., custom_generate=rows_leave_when_done): generate()
     prepares the inputs, the logits processors and the stopping criteria (end of turn,
     max_new_tokens, stop strings) as it always does, then this loop decodes, and the result is
