@@ -171,6 +171,14 @@ def generation_speed(adapter_dir: str) -> dict:
     one = timed(model, 1, 24)  # one at a time: the first 24 questions (the whole split: ~5 min)
     kept, leaving = step5(model), step5(model, custom_generate=edu_qa.rows_leave_when_done)
     by24, batched = timed(model, 24), timed(model, batch_size)  # 24: the batch until 2026-11
+    # the prompts' own tokens in one left-padded pass, as until 2026-12-02: each group of rows
+    # costs more than the padding it saves
+    edu_qa.local_model.GROUP_COST, cost = 10**9, edu_qa.local_model.GROUP_COST
+    try:
+        one_pass = timed(model, batch_size)
+    finally:
+        edu_qa.local_model.GROUP_COST = cost
+    grouped = timed(model, batch_size)  # and by length again, right after it
     flops = matmul_flops(lambda: timed(model, batch_size))  # the same batch, its work counted
     tuned = PeftModel.from_pretrained(model, adapter_dir).eval()
     active = timed(tuned, batch_size)
@@ -184,7 +192,9 @@ def generation_speed(adapter_dir: str) -> dict:
             "merged_tps": merged["tps"], "merged_same": same(active, merged), "n": len(test),
             "batch_size": batch_size, "batched_flops_per_s": flops * batched["qps"] / len(test),
             "by24_qps": by24["qps"], "generate_tps": kept["tps"],
-            "leaving_tps": leaving["tps"], "same_tensor": torch.equal(kept["out"], leaving["out"])}
+            "leaving_tps": leaving["tps"], "same_tensor": torch.equal(kept["out"], leaving["out"]),
+            "one_pass_tps": one_pass["tps"], "grouped_tps": grouped["tps"],
+            "grouped_same": same(one_pass, grouped)}
 
 
 def matmul_flops(run) -> float:
@@ -424,6 +434,12 @@ def main(argv=None):
                  "once)", f"{g['generate_tps']:.1f} / {g['leaving_tps']:.1f} tokens/s "
                  f"({g['leaving_tps'] / g['generate_tps']:.1f}x), the same output tensor: "
                  f"{'yes' if g['same_tensor'] else 'NO'}", "faster, the same tokens"))
+    rows.append((f"generation, the {g['n']} test questions in one batch: each prompt's own tokens "
+                 "(after the shared system prompt) through the model in one pass padded to the "
+                 "longest / in groups of similar length (`local_model.length_groups`)",
+                 f"{g['one_pass_tps']:.1f} / {g['grouped_tps']:.1f} tokens/s "
+                 f"({g['grouped_tps'] / g['one_pass_tps']:.2f}x), same answers "
+                 f"{g['grouped_same']}/{g['n']}", "faster, same answers"))
     # how close one batch is to the machine: its matmuls' FLOPs over its time, against the
     # measured fp32 peak; and what 4x the batch-24 figure would need of it for the same work
     used = g["batched_flops_per_s"] / fp32

@@ -8,6 +8,7 @@ for the prompt and the longest answer, and a step writes one column into it; the
 the filled part as a view, the same numbers as the concatenated tensor.
 
     preallocated(cache, n_layers, capacity)   a DynamicCache whose layers write in place
+    rows_of(cache, start, stop, skip)         some of its rows, writing into it
     LastPrompt                                the last single prompt's cache, for the next
     shared_length(rows, limit)                how many first tokens the rows have in common
 """
@@ -51,6 +52,25 @@ class InPlaceLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.filled
 
+    def rows(self, start: int, stop: int, skip: int) -> "InPlaceLayer":
+        """Rows start:stop as a layer of their own that writes into this one's buffer (a
+        view), after `skip` positions set to zero: padding, which the attention mask hides
+        (zeros, so that a masked position adds exactly nothing)."""
+        part = InPlaceLayer(self.capacity)
+        part.dtype, part.device, part.is_initialized = self.dtype, self.device, True
+        part.key_buffer = self.key_buffer[start:stop]
+        part.value_buffer = self.value_buffer[start:stop]
+        part.filled = self.filled + skip
+        part.key_buffer[:, :, self.filled:part.filled] = 0
+        part.value_buffer[:, :, self.filled:part.filled] = 0
+        part._views()
+        return part
+
+    def advance(self, positions: int) -> None:
+        """The next `positions` were written through row views (rows()): count them."""
+        self.filled += positions
+        self._views()
+
     def batch_select_indices(self, indices) -> None:
         """Keep only these rows: one copy of the filled part, into a buffer of the new size."""
         if self.is_initialized:
@@ -79,6 +99,14 @@ def preallocated(cache: DynamicCache | None, n_layers: int, capacity: int) -> Dy
         if old.is_initialized and old.keys.numel():
             new.update(old.keys, old.values)
     return fresh
+
+
+def rows_of(cache: DynamicCache, start: int, stop: int, skip: int) -> DynamicCache:
+    """Rows start:stop of a preallocated cache whose layers hold something, as a cache of their
+    own writing into it (InPlaceLayer.rows)."""
+    part = DynamicCache()
+    part.layers = [layer.rows(start, stop, skip) for layer in cache.layers]
+    return part
 
 
 def shared_length(rows: list[list[int]], limit: int) -> int:

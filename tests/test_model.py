@@ -1,6 +1,8 @@
 """The embedded model loads through the one shared loader and answers a question."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import edu_qa
 
@@ -155,6 +157,63 @@ def test_generate_with_rows_leaving_gives_generates_own_tokens(embedded):
     with pytest.raises(ValueError, match="greedily"):
         model.generate(**inputs, custom_generate=edu_qa.rows_leave_when_done, do_sample=True,
                        max_new_tokens=2)
+
+
+def test_rows_go_through_the_prompt_in_groups_by_length_and_answer_as_one_pass(embedded,
+                                                                             monkeypatch):
+    """The prompt's own tokens (after the shared system prompt) go through the model in groups
+    of rows of similar length, each padded only to its own longest (local_model._prefill): the
+    40 questions below are padded to their longest in one pass, ~40% padding. Every token must
+    be that of model.generate(), which runs them in one left-padded pass, and of the loop
+    with a single group."""
+    import torch
+
+    from edu_qa import local_model
+    model, tok = embedded
+    assert model.dtype == torch.float32
+    questions = [ex.question for ex in edu_qa.load_qa().split("test")[:40]]
+    inputs = tok.apply_chat_template(
+        [edu_qa.chat_messages(q) for q in questions], add_generation_prompt=True, padding=True,
+        tokenizer_kwargs={"padding_side": "left"}, return_tensors="pt", return_dict=True)
+    formed = []
+    real = local_model.length_groups
+    monkeypatch.setattr(local_model, "length_groups",
+                        lambda lengths: formed.append(real(lengths)) or formed[-1])
+    settings = dict(max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
+    with torch.inference_mode():
+        plain = model.generate(**inputs, **settings)
+        grouped = model.generate(**inputs, custom_generate=edu_qa.rows_leave_when_done,
+                                 **settings)
+    assert len(formed) == 1 and len(formed[0]) > 2  # several groups did form
+    assert torch.equal(plain, grouped)
+    conversations = [edu_qa.chat_messages(q) for q in questions]
+    answers = edu_qa.generate(model, tok, conversations, 16, batch_size=40)
+    monkeypatch.setattr(local_model, "length_groups", lambda lengths: [(0, len(lengths),
+                                                                        lengths[-1])])
+    assert edu_qa.generate(model, tok, conversations, 16, batch_size=40) == answers
+
+
+@given(st.lists(st.integers(1, 40), max_size=9).map(sorted), st.integers(0, 50))
+def test_length_groups_pad_least_for_their_cost(lengths, cost):
+    """The groups cover the rows in order, each padded to its last (longest) length, and no
+    other way of cutting the rows pads fewer tokens plus `cost` per group (all cuts tried)."""
+    from itertools import combinations
+
+    from edu_qa.local_model import length_groups
+    groups = length_groups(lengths, cost)
+    if not lengths:
+        assert groups == []
+        return
+    assert [g[0] for g in groups[1:]] == [g[1] for g in groups[:-1]]
+    assert groups[0][0] == 0 and groups[-1][1] == len(lengths)
+    assert all(longest == lengths[stop - 1] for _, stop, longest in groups)
+
+    def total(cuts):
+        bounds = [0, *cuts, len(lengths)]
+        return sum((b - a) * lengths[b - 1] + cost for a, b in zip(bounds, bounds[1:]))
+    best = min(total(c) for k in range(len(lengths)) for c in
+               combinations(range(1, len(lengths)), k))
+    assert total([g[1] for g in groups[:-1]]) == best
 
 
 def test_length_buckets_keep_similar_prompts_together_and_long_ones_apart():
