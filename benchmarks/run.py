@@ -192,7 +192,8 @@ def generation_speed(adapter_dir: str) -> dict:
             "merged_tps": merged["tps"], "merged_same": same(active, merged), "n": len(test),
             "batch_size": batch_size, "batched_flops_per_s": flops * batched["qps"] / len(test),
             "by24_qps": by24["qps"], "generate_tps": kept["tps"],
-            "leaving_tps": leaving["tps"], "same_tensor": torch.equal(kept["out"], leaving["out"]),
+            "leaving_tps": leaving["tps"],
+            "same_tensor": torch.equal(kept["out"], leaving["out"]),
             "one_pass_tps": one_pass["tps"], "grouped_tps": grouped["tps"],
             "grouped_same": same(one_pass, grouped)}
 

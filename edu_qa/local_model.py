@@ -178,10 +178,10 @@ def generate(model, tok, conversations: list[list[dict]], max_new_tokens: int = 
     prefix and their own tokens, and position ids follow the attention mask, so the answers are
     those of plain left padding (tested), measured 2x faster with DSPy's demos. The rows' own
     tokens go through the model in groups of similar length, each padded only to its own
-    longest (_prefill; the same tokens, tested). share_prefix=False gives plain left padding (the benchmark compares the two). With
-    last_prompt (a kv_cache.LastPrompt), a prompt asked alone reuses what it shares with the
-    previous one asked alone: DSPy's bootstrapping asks one question at a time behind the same
-    demos.
+    longest (_prefill; the same tokens, tested). share_prefix=False gives plain left padding
+    (the benchmark compares the two). With last_prompt (a kv_cache.LastPrompt), a prompt
+    asked alone reuses what it shares with the previous one asked alone: DSPy's bootstrapping
+    asks one question at a time behind the same demos.
 
     Returns (answers, generated token count)."""
     import torch
@@ -347,7 +347,7 @@ def _prefill(model, input_ids, mask, position, cache, done_before: int, groups):
     work on padding."""
     from .kv_cache import rows_of
     width = input_ids.shape[1] - done_before
-    if len(groups) == 1:
+    if len(groups) == 1:  # one pass, which also sets up a cache that holds nothing yet
         return model(input_ids=input_ids[:, done_before:], attention_mask=mask,
                      position_ids=position[:, done_before:], past_key_values=cache,
                      use_cache=True, logits_to_keep=1).logits[:, -1]
