@@ -79,7 +79,7 @@ def load_qa(path: str | Path = DATA_FILE, seed: int = 0) -> QADataset:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            raise UserError(f"{where}: invalid JSON ({err.msg} at column {err.colno}); "
+            raise UserError(f"{where}: invalid JSON ({err.msg}: column {err.colno}); "
                             "each line must be one JSON object") from None
         except RecursionError:
             raise UserError(f"{where}: JSON nested too deeply to read; each line must be one "

@@ -74,7 +74,10 @@ def test_missing_split_is_seeded_and_deterministic(tmp_path):
 
 BAD = {
     "invalid JSON": ('{"question": "Q?", "answer": "A."}\n{"question": "Q2?", answer: 1}\n',
-                     2, "invalid JSON"),
+                     2, "invalid JSON (Expecting property name enclosed in double quotes: "
+                        "column 21)"),
+    "unterminated string": ('{"question": "Q?", "answer": "A."}\n{"question": "Q2?\n', 2,
+                            "invalid JSON (Unterminated string starting at: column 14)"),
     "not an object": ('{"question": "Q?", "answer": "A."}\n["Q2?", "A2."]\n', 2,
                       "expected a JSON object"),
     "missing field": ('{"question": "Q?"}\n', 1, 'missing required field "answer"'),
