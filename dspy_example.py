@@ -287,9 +287,9 @@ def tune(cfg: Config, configured: Configured, train, dev, seen: set, console,
     subject), keep the optimized program only if it beats the zero-shot one on dev, save it."""
     program, optimizer = configured.program, configured.optimizer
     order = edu_qa.subjects_take_turns(train, cfg.seed)
-    calls, start = dspy_engine.usage(configured.lm, configured.engine)["calls"], \
-        time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # its progress: the report says it
+    calls, start = dspy_engine.usage(configured.lm, configured.engine)["calls"], time.perf_counter()
+    # its progress printed nowhere (the report says it); the teacher's questions asked in batches
+    with contextlib.redirect_stdout(io.StringIO()), dspy_engine.teacher_questions_together():
         if optimizer is None:
             optimized = program.deepcopy()
         elif cfg.optimizer in ("random-search", "mipro", "gepa"):  # these select on dev

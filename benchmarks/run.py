@@ -14,7 +14,8 @@ Figures, each against its target from the issues:
     and the tuned model batched, its adapter active (as the script evaluates) vs merged
   - generation with bf16 or int8 weights instead of fp32: tokens/s, and how many answers
     and grades stay the same (measured, not used by the scripts)
-  - DSPy's few-shot prompts: plain left padding vs the shared demo prefix computed once
+  - DSPy's few-shot prompts: plain left padding vs the shared demo prefix computed once, and
+    bootstrapping's teacher questions one at a time vs asked together
   - with --full: the embedded model's one-time conversion from GGUF, then each default run,
     cold and warm, wall time and peak resident memory
   - quality: each method against the plain prompt, with its paired tests, from results/*.json,
@@ -188,7 +189,8 @@ def generation_speed(adapter_dir: str) -> dict:
         return sum(x == y for x, y in zip(a["answers"], b["answers"]))
     return {"one_tps": one["tps"], "by24_tps": by24["tps"], "batched_tps": batched["tps"],
             "batched_qps": batched["qps"], "same": same(by24, batched),
-            "same_one": same(one, batched), "active_tps": active["tps"], "active_qps": active["qps"],
+            "same_one": same(one, batched), "active_tps": active["tps"],
+            "active_qps": active["qps"],
             "merged_tps": merged["tps"], "merged_same": same(active, merged), "n": len(test),
             "batch_size": batch_size, "batched_flops_per_s": flops * batched["qps"] / len(test),
             "by24_qps": by24["qps"], "generate_tps": kept["tps"],
@@ -287,6 +289,47 @@ def prefix_sharing_speed() -> dict:
             "reused_s": alone["reused"]["seconds"], "alone_n": 12,
             "alone_same": sum(a == b for a, b in zip(alone["again"]["answers"],
                                                       alone["reused"]["answers"]))}
+
+
+def bootstrap_speed(n_train: int = 24) -> dict:
+    """DSPy's BootstrapFewShot (4 demos) on the embedded model, as dspy_example.py sets it up
+    (its program, metric, adapter and local engine; the first n_train training questions,
+    subjects taking turns), twice with an empty cache: the teacher asked one question at a time,
+    as DSPy does, and with dspy_engine.teacher_questions_together. Seconds, LM calls, demos."""
+    import contextlib
+    import io
+
+    import dspy
+
+    import dspy_example as ex
+    from edu_qa import dspy_engine
+    cfg = ex.Config(optimizer="bootstrap")
+    console = edu_qa.console()
+    with contextlib.redirect_stdout(io.StringIO()):  # step 1 and 2's printing
+        prepared = ex.prepare_data(cfg, console)
+        signature = ex.convert_format(cfg, prepared.train, console).signature
+    train = edu_qa.subjects_take_turns(prepared.train, cfg.seed)[:n_train]
+    engine = dspy_engine.LocalEngine(cfg.model, cfg.max_new_tokens, max_batch=cfg.threads)
+    engine.answer(edu_qa.chat_messages(train[0].question), 1)  # the model loaded, not timed
+    out = {}
+    for name, together in (("alone", False), ("together", True)):
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # empty
+        dspy.configure(lm=dspy.LM(f"local/{cfg.model}", engine=engine, temperature=0.0,
+                                  max_tokens=cfg.max_new_tokens),
+                       adapter=ex.make_adapter(cfg.adapter))
+        calls, start = engine.calls, time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()), (  # its progress bar
+                dspy_engine.teacher_questions_together() if together
+                else contextlib.nullcontext()):
+            program = ex.build_optimizer(cfg, ex.make_metric()).compile(
+                dspy.Predict(signature), trainset=train)
+        out[name] = {"seconds": time.perf_counter() - start, "calls": engine.calls - calls,
+                     "demos": [d.toDict() for d in program.predictors()[0].demos]}
+    engine.generator.close()
+    return {"alone_s": out["alone"]["seconds"], "together_s": out["together"]["seconds"],
+            "calls": out["alone"]["calls"], "together_calls": out["together"]["calls"],
+            "same_demos": out["alone"]["demos"] == out["together"]["demos"]}
 
 
 def full_runs(tmp: Path) -> tuple[float, list[tuple[str, float, float, float, float]]]:
@@ -476,6 +519,15 @@ def main(argv=None):
                  f"{p['alone_s']:.1f} s → {p['reused_s']:.1f} s "
                  f"({p['alone_s'] / p['reused_s']:.2f}x), same answers "
                  f"{p['alone_same']}/{p['alone_n']}", "faster, same answers"))
+
+    b = bootstrap_speed()
+    rows.append(("DSPy BootstrapFewShot (4 demos; the teacher's questions asked one at a time, "
+                 "as DSPy does, vs the ones it will ask anyway asked together, "
+                 "`dspy_engine.teacher_questions_together`)",
+                 f"{b['alone_s']:.1f} s → {b['together_s']:.1f} s "
+                 f"({b['alone_s'] / b['together_s']:.2f}x); LM calls {b['calls']} / "
+                 f"{b['together_calls']}; the same demos: {'yes' if b['same_demos'] else 'NO'}",
+                 "faster, the same calls and demos"))
 
     data = edu_qa.load_qa()
     found = edu_qa.current_results(data)

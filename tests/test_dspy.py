@@ -64,8 +64,9 @@ def test_small_chat_adapter_speaks_the_models_own_chat_format():
 
 
 def test_gepa_without_a_reflection_lm_says_why_and_sends_nothing(tmp_path, no_network, capsys):
-    code = edu_qa.run_script(ROOT / "dspy_example.py", ["--optimizer", "gepa", "--output-dir", str(tmp_path),
-                                "--results-dir", str(tmp_path / "results")])
+    code = edu_qa.run_script(ROOT / "dspy_example.py", [
+        "--optimizer", "gepa", "--output-dir", str(tmp_path),
+        "--results-dir", str(tmp_path / "results")])
     err = capsys.readouterr().err
     assert code == 2
     assert "--optimizer gepa needs a reflection LM" in err and "--reflection-lm" in err
@@ -108,8 +109,9 @@ def test_local_engine_answers_and_program_round_trips(tmp_path):
 
 def test_hosted_lm_without_execute_prints_plan_and_opens_no_socket(tmp_path, no_network,
                                                                    capsys):
-    code = edu_qa.run_script(ROOT / "dspy_example.py", ["--lm", "openai/gpt-4o-mini", "--output-dir", str(tmp_path),
-                                "--results-dir", str(tmp_path / "results")])
+    code = edu_qa.run_script(ROOT / "dspy_example.py", [
+        "--lm", "openai/gpt-4o-mini", "--output-dir", str(tmp_path),
+        "--results-dir", str(tmp_path / "results")])
     out = capsys.readouterr().out
     assert code == 0
     assert "Plan only" in out and "LM calls, at most" in out and "cost, estimated: $" in out
@@ -134,3 +136,57 @@ def test_hosted_lm_execute_without_key_exits_2(tmp_path, no_network, monkeypatch
     assert code == 2
     assert "OPENAI_API_KEY" in err and "nothing was sent" in err
     assert no_network == []
+
+
+def test_bootstrapping_asks_its_teacher_in_batches_with_the_same_calls_and_demos():
+    """dspy_engine.teacher_questions_together: the training questions bootstrapping will ask
+    reach the LM together, and the optimizer ends with the same demos after the same number of
+    LM calls as when it asks one at a time (the loop's own calls are cache hits)."""
+    import contextlib
+    import threading
+    import time
+
+    import dspy
+    from dspy.lm15 import Message, Response, Usage
+
+    class Engine:  # answers right for even questions only, after a pause; counts in-flight
+        def __init__(self):
+            self.calls, self.now, self.most, self.lock = [], 0, 0, threading.Lock()
+
+        def complete(self, request):
+            text = "".join(p.text for p in request.messages[-1].parts)
+            with self.lock:
+                self.calls.append((len(request.messages), text))
+                self.now += 1
+                self.most = max(self.most, self.now)
+            time.sleep(0.05)
+            with self.lock:
+                self.now -= 1
+            n = int(text.split()[-1].rstrip("?"))
+            return Response(id=None, model=request.model, finish_reason="stop",
+                            message=Message.assistant(f"Number {n}." if n % 2 == 0 else "No."),
+                            usage=Usage(input_tokens=1, output_tokens=1))
+
+    train = [dspy.Example(question=f"What is number {i}?", answer=f"Number {i}.",
+                          key=f"number {i}").with_inputs("question") for i in range(12)]
+    signature = ex.convert_format(ex.Config(), train, edu_qa.console()).signature
+
+    def compile_once(together: bool):
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # empty
+        engine = Engine()
+        dspy.configure(lm=dspy.LM("local/fake", engine=engine, temperature=0.0),
+                       adapter=ex.make_adapter("small-chat"))
+        optimizer = dspy.BootstrapFewShot(metric=ex.make_metric(), max_bootstrapped_demos=3,
+                                          max_labeled_demos=4)
+        with (dspy_engine.teacher_questions_together() if together
+              else contextlib.nullcontext()):
+            program = optimizer.compile(dspy.Predict(signature), trainset=train)
+        return [d.toDict() for d in program.predictors()[0].demos], engine
+
+    demos_alone, alone = compile_once(False)
+    demos_together, together = compile_once(True)
+    assert demos_together == demos_alone and len(demos_alone) == 4
+    # as the loop asks: its demos without the question asked; so none is sent twice
+    assert sorted(together.calls) == sorted(alone.calls) and len(alone.calls) == 5
+    assert alone.most == 1 and together.most == 3
+    assert dspy.BootstrapFewShot._bootstrap_one_example.__name__ == "_bootstrap_one_example"
