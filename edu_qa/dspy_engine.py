@@ -100,13 +100,14 @@ def teacher_questions_together():
         state = getattr(self, "_ahead", None)
         if state is not None and round_idx == 0 and id(example) not in state["asked"] \
                 and cached(self.teacher_settings.get("lm") or dspy.settings.lm):
-            at = next(i for i, x in enumerate(self.trainset) if x is example)
-            batch = [x for x in self.trainset[at:at + state["limit"] - state["found"]]
-                     if id(x) not in state["asked"]]
+            at = next((i for i, x in enumerate(self.trainset) if x is example), None)
+            batch = [] if at is None else [
+                x for x in self.trainset[at:at + state["limit"] - state["found"]]
+                if id(x) not in state["asked"]]
             state["asked"].update(map(id, batch))
-            if len(batch) > 1:
-                ParallelExecutor(num_threads=len(batch), disable_progress_bar=True).execute(
-                    lambda x: ask(self, x), batch)
+            if len(batch) > 1:  # timeout 0: a slow question is waited for, never sent again
+                ParallelExecutor(num_threads=len(batch), disable_progress_bar=True,
+                                 timeout=0).execute(lambda x: ask(self, x), batch)
         success = one(self, example, round_idx)
         if state is not None and success:
             state["found"] += 1
