@@ -291,39 +291,42 @@ def prefix_sharing_speed() -> dict:
                                                       alone["reused"]["answers"]))}
 
 
-def bootstrap_speed(n_train: int = 24) -> dict:
-    """DSPy's BootstrapFewShot (4 demos) on the embedded model, as dspy_example.py sets it up
-    (its program, metric, adapter and local engine; the first n_train training questions,
-    subjects taking turns), twice with an empty cache: the teacher asked one question at a time,
-    as DSPy does, and with dspy_engine.teacher_questions_together. Seconds, LM calls, demos."""
+def bootstrap_speed(n_train: int = 24, max_demos: int = 4) -> dict:
+    """DSPy's BootstrapFewShot on the embedded model behind the local engine, set up as
+    dspy_example.py's default (the plain prompt's instructions, the small-chat adapter, greedy,
+    a demo kept when its first sentence holds the key fact; the first n_train training
+    questions, subjects taking turns), twice with an empty cache: the teacher asked one question
+    at a time, as DSPy does, and with dspy_engine.teacher_questions_together."""
     import contextlib
     import io
 
     import dspy
 
-    import dspy_example as ex
     from edu_qa import dspy_engine
-    cfg = ex.Config(optimizer="bootstrap")
-    console = edu_qa.console()
-    with contextlib.redirect_stdout(io.StringIO()):  # step 1 and 2's printing
-        prepared = ex.prepare_data(cfg, console)
-        signature = ex.convert_format(cfg, prepared.train, console).signature
-    train = edu_qa.subjects_take_turns(prepared.train, cfg.seed)[:n_train]
-    engine = dspy_engine.LocalEngine(cfg.model, cfg.max_new_tokens, max_batch=cfg.threads)
+
+    def metric(example, pred, trace=None, *args):  # bootstrapping always passes a trace
+        return edu_qa.is_correct(edu_qa.scoring.first_sentence(pred.get("answer") or ""),
+                                 example.key or None, example.answer)
+    train = [dspy.Example(question=r.question, answer=r.answer, key=r.key or "")
+             .with_inputs("question") for r in edu_qa.subjects_take_turns(
+                 edu_qa.load_qa().split("train"))[:n_train]]
+    engine = dspy_engine.LocalEngine(edu_qa.EMBEDDED_MODEL, 48, max_batch=160)
     engine.answer(edu_qa.chat_messages(train[0].question), 1)  # the model loaded, not timed
     out = {}
     for name, together in (("alone", False), ("together", True)):
         dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # empty
-        dspy.configure(lm=dspy.LM(f"local/{cfg.model}", engine=engine, temperature=0.0,
-                                  max_tokens=cfg.max_new_tokens),
-                       adapter=ex.make_adapter(cfg.adapter))
+        dspy.configure(lm=dspy.LM(f"local/{edu_qa.EMBEDDED_MODEL}", engine=engine,
+                                  temperature=0.0, max_tokens=48),
+                       adapter=dspy_engine.small_chat_adapter())
         calls, start = engine.calls, time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()), \
                 contextlib.redirect_stderr(io.StringIO()), (  # its progress bar
                 dspy_engine.teacher_questions_together() if together
                 else contextlib.nullcontext()):
-            program = ex.build_optimizer(cfg, ex.make_metric()).compile(
-                dspy.Predict(signature), trainset=train)
+            program = dspy.BootstrapFewShot(
+                metric=metric, max_bootstrapped_demos=max_demos, max_labeled_demos=max_demos,
+                max_rounds=1).compile(dspy.Predict(dspy.Signature(
+                    "question -> answer", edu_qa.SYSTEM_PROMPT)), trainset=train)
         out[name] = {"seconds": time.perf_counter() - start, "calls": engine.calls - calls,
                      "demos": [d.toDict() for d in program.predictors()[0].demos]}
     engine.generator.close()

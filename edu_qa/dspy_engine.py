@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from pathlib import Path
 
 from . import scoring
@@ -60,6 +61,9 @@ class LocalEngine:
         return reply
 
 
+_ASKING_AHEAD = {"lock": threading.Lock(), "open": 0}  # the patch is the class's: once
+
+
 @contextlib.contextmanager
 def teacher_questions_together():
     """Within it, DSPy's BootstrapFewShot (also inside random search and MIPROv2) asks its
@@ -69,9 +73,12 @@ def teacher_questions_together():
     the next `need` questions are asked whatever their answers. Here they are asked together
     first, each exactly as the loop will ask it (the teacher's demos without the question
     itself, the teacher's settings), through DSPy's cache; the loop's own calls are then cache
-    hits: the same requests and LM calls. A reply is then a batch's, which rounds in other last
-    bits than one question alone; the default run's 50 teacher calls gave the same demos and
-    results either way, 90 s against 116 s (benchmarks/README.md)."""
+    hits: the same requests and LM calls. Only where DSPy would cache the reply (a dspy.LM with
+    its cache on), and a question repeated within a batch is left to the loop. A call that
+    fails is not cached, so the loop asks it again, as DSPy's own retries would. A reply is a
+    batch's, which rounds in other last bits than one question alone; the default run's 50
+    teacher calls gave the same demos and results either way, 90 s against 116 s
+    (benchmarks/README.md)."""
     import dspy
     from dspy.teleprompt.bootstrap import BootstrapFewShot
     from dspy.utils.parallelizer import ParallelExecutor
@@ -82,15 +89,20 @@ def teacher_questions_together():
                        "asked": set()}
         return bootstrap(self, max_bootstraps=max_bootstraps)
 
-    def cached(lm) -> bool:  # without DSPy's cache, asking ahead would ask twice
-        return bool(getattr(lm, "cache", False)) and (dspy.cache.enable_memory_cache
-                                                      or dspy.cache.enable_disk_cache)
+    def caches(self) -> bool:  # DSPy's own rule; without its cache, asking ahead asks twice
+        for _, predictor in self.teacher.named_predictors():
+            lm = predictor.lm or self.teacher_settings.get("lm") or dspy.settings.lm
+            if type(lm) is not dspy.LM or not predictor.config.get("cache", lm.cache) or \
+                    not (dspy.cache.enable_memory_cache or dspy.cache.enable_disk_cache):
+                return False
+        return True
 
     def ask(self, example):  # as _bootstrap_one_example asks it, on a copy of the teacher
-        teacher = self.teacher.deepcopy()
-        for _, predictor in teacher.named_predictors():
-            predictor.demos = [x for x in predictor.demos if x != example]
         try:
+            teacher = self.teacher.deepcopy()
+            for (_, mine), (_, theirs) in zip(teacher.named_predictors(),
+                                              self.teacher.named_predictors()):
+                mine.demos = [x for x in theirs.demos if x != example]
             with dspy.context(trace=[], **self.teacher_settings):
                 teacher(**example.inputs())
         except Exception:  # the loop's own call meets it again, and counts it as DSPy does
@@ -99,25 +111,36 @@ def teacher_questions_together():
     def ahead(self, example, round_idx=0):
         state = getattr(self, "_ahead", None)
         if state is not None and round_idx == 0 and id(example) not in state["asked"] \
-                and cached(self.teacher_settings.get("lm") or dspy.settings.lm):
+                and caches(self):
             at = next((i for i, x in enumerate(self.trainset) if x is example), None)
-            batch = [] if at is None else [
-                x for x in self.trainset[at:at + state["limit"] - state["found"]]
-                if id(x) not in state["asked"]]
+            batch, inputs = [], []
+            for x in [] if at is None else self.trainset[at:at + state["limit"] - state["found"]]:
+                if id(x) not in state["asked"] and x.inputs() not in inputs:
+                    batch.append(x)
+                    inputs.append(x.inputs())
             state["asked"].update(map(id, batch))
             if len(batch) > 1:  # timeout 0: a slow question is waited for, never sent again
-                ParallelExecutor(num_threads=len(batch), disable_progress_bar=True,
-                                 timeout=0).execute(lambda x: ask(self, x), batch)
+                ParallelExecutor(num_threads=min(len(batch), dspy.settings.num_threads or 8),
+                                 disable_progress_bar=True, timeout=0).execute(
+                    lambda x: ask(self, x), batch)
         success = one(self, example, round_idx)
         if state is not None and success:
             state["found"] += 1
         return success
 
-    BootstrapFewShot._bootstrap, BootstrapFewShot._bootstrap_one_example = tracked, ahead
+    with _ASKING_AHEAD["lock"]:
+        _ASKING_AHEAD["open"] += 1
+        if _ASKING_AHEAD["open"] == 1:  # the first opened: these wrap DSPy's own methods
+            _ASKING_AHEAD["dspy's"] = bootstrap, one
+            BootstrapFewShot._bootstrap, BootstrapFewShot._bootstrap_one_example = tracked, ahead
     try:
         yield
     finally:
-        BootstrapFewShot._bootstrap, BootstrapFewShot._bootstrap_one_example = bootstrap, one
+        with _ASKING_AHEAD["lock"]:
+            _ASKING_AHEAD["open"] -= 1
+            if _ASKING_AHEAD["open"] == 0:
+                BootstrapFewShot._bootstrap, BootstrapFewShot._bootstrap_one_example = \
+                    _ASKING_AHEAD["dspy's"]
 
 
 def plain_answers(lm, engine, chats: list[list[dict]], max_new_tokens: int,
@@ -159,7 +182,8 @@ def usage(lm, engine) -> dict:
     if engine is not None:
         return {"calls": engine.calls, "input_tokens": engine.input_tokens,
                 "output_tokens": engine.output_tokens, "cost": 0.0}
-    entries = [h for h in lm.history if not h.get("cache_hit")]
+    # DSPy 3.4 marks no cache hit in its history; a hit's entry has no usage
+    entries = [h for h in lm.history if h.get("usage") and not h.get("cache_hit")]
     used = [h.get("usage") or {} for h in entries]
     return {"calls": len(entries),
             "input_tokens": sum(u.get("prompt_tokens", 0) or 0 for u in used),

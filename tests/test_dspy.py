@@ -140,26 +140,34 @@ def test_hosted_lm_execute_without_key_exits_2(tmp_path, no_network, monkeypatch
 
 def test_bootstrapping_asks_its_teacher_in_batches_with_the_same_calls_and_demos():
     """dspy_engine.teacher_questions_together: the training questions bootstrapping will ask
-    reach the LM together, and the optimizer ends with the same demos after the same number of
-    LM calls as when it asks one at a time (the loop's own calls are cache hits)."""
+    reach the LM together, and the optimizer ends with the same demos after the same LM calls
+    as when it asks one at a time (the loop's own calls are cache hits); a question repeated
+    in the training set is not sent twice; DSPy's own methods come back, also after an error."""
     import contextlib
     import threading
-    import time
 
     import dspy
     from dspy.lm15 import Message, Response, Usage
+    from dspy.teleprompt.bootstrap import BootstrapFewShot
 
-    class Engine:  # answers right for even questions only, after a pause; counts in-flight
-        def __init__(self):
+    class Engine:  # answers right for even numbers only; counts the calls in flight at once
+        def __init__(self, together: int = 1):
             self.calls, self.now, self.most, self.lock = [], 0, 0, threading.Lock()
+            # the first `together` calls wait for each other (10 s at most), so that calls
+            # sent together are in flight together however busy the machine
+            self.barrier = threading.Barrier(together, timeout=10)
 
         def complete(self, request):
             text = "".join(p.text for p in request.messages[-1].parts)
             with self.lock:
-                self.calls.append((len(request.messages), text))
+                # every earlier turn: the demos, the question asked left out of them
+                self.calls.append(tuple("".join(p.text for p in m.parts)
+                                        for m in request.messages))
                 self.now += 1
                 self.most = max(self.most, self.now)
-            time.sleep(0.05)
+            if self.barrier.parties > 1 and len(self.calls) <= self.barrier.parties:
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    self.barrier.wait()
             with self.lock:
                 self.now -= 1
             n = int(text.split()[-1].rstrip("?"))
@@ -167,26 +175,66 @@ def test_bootstrapping_asks_its_teacher_in_batches_with_the_same_calls_and_demos
                             message=Message.assistant(f"Number {n}." if n % 2 == 0 else "No."),
                             usage=Usage(input_tokens=1, output_tokens=1))
 
+    numbers = [0, 1, 2, 2, 3, 4, 5, 6, 7, 8, 9, 10]  # 2 twice: one request, asked once
     train = [dspy.Example(question=f"What is number {i}?", answer=f"Number {i}.",
-                          key=f"number {i}").with_inputs("question") for i in range(12)]
+                          key=f"number {i}").with_inputs("question") for i in numbers]
     signature = ex.convert_format(ex.Config(), train, edu_qa.console()).signature
+    ours = BootstrapFewShot._bootstrap, BootstrapFewShot._bootstrap_one_example
 
     def compile_once(together: bool):
-        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # empty
-        engine = Engine()
-        dspy.configure(lm=dspy.LM("local/fake", engine=engine, temperature=0.0),
-                       adapter=ex.make_adapter("small-chat"))
-        optimizer = dspy.BootstrapFewShot(metric=ex.make_metric(), max_bootstrapped_demos=3,
-                                          max_labeled_demos=4)
-        with (dspy_engine.teacher_questions_together() if together
-              else contextlib.nullcontext()):
+        engine = Engine(3 if together else 1)
+        lm = dspy.LM("local/fake", engine=engine, temperature=0.0)
+        # every training pair a labeled demo of the teacher, so each request shows the filter
+        optimizer = dspy.BootstrapFewShot(metric=ex.make_metric(), max_bootstrapped_demos=4,
+                                          max_labeled_demos=len(train))
+        with dspy.context(lm=lm, adapter=ex.make_adapter("small-chat")), \
+                (dspy_engine.teacher_questions_together() if together
+                 else contextlib.nullcontext()):
             program = optimizer.compile(dspy.Predict(signature), trainset=train)
         return [d.toDict() for d in program.predictors()[0].demos], engine
 
-    demos_alone, alone = compile_once(False)
-    demos_together, together = compile_once(True)
-    assert demos_together == demos_alone and len(demos_alone) == 4
-    # as the loop asks: its demos without the question asked; so none is sent twice
+    cache = dspy.cache
+    try:
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # empty
+        demos_alone, alone = compile_once(False)
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+        demos_together, together = compile_once(True)
+    finally:
+        dspy.cache = cache
+    assert demos_together == demos_alone
     assert sorted(together.calls) == sorted(alone.calls) and len(alone.calls) == 5
-    assert alone.most == 1 and together.most == 3
-    assert dspy.BootstrapFewShot._bootstrap_one_example.__name__ == "_bootstrap_one_example"
+    assert len(set(alone.calls)) == 5  # the repeated 2 was a cache hit in both
+    assert alone.most == 1 and together.most == 3  # 0, 1, 2 together; then 2 is found cached
+    assert (BootstrapFewShot._bootstrap, BootstrapFewShot._bootstrap_one_example) == ours
+    with pytest.raises(RuntimeError), dspy_engine.teacher_questions_together():
+        with dspy_engine.teacher_questions_together():
+            raise RuntimeError("stopped")
+    assert (BootstrapFewShot._bootstrap, BootstrapFewShot._bootstrap_one_example) == ours
+
+
+def test_usage_of_a_hosted_lm_leaves_out_cache_hits():
+    """Step 6's LM calls and cost for a hosted --lm count what reached the LM: DSPy 3.4's
+    history also holds each cache hit (marked only by having no usage)."""
+    import dspy
+    from dspy.lm15 import Message, Response, Usage
+
+    class Engine:
+        calls = 0
+
+        def complete(self, request):
+            Engine.calls += 1
+            return Response(id=None, model=request.model, finish_reason="stop",
+                            message=Message.assistant("Nitrogen."),
+                            usage=Usage(input_tokens=7, output_tokens=2))
+
+    cache = dspy.cache
+    try:
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+        lm = dspy.LM("local/fake", engine=Engine(), temperature=0.0)
+        for _ in range(3):
+            lm(messages=[{"role": "user", "content": "What gas is most of the air?"}])
+    finally:
+        dspy.cache = cache
+    assert Engine.calls == 1 and len(lm.history) == 3
+    used = dspy_engine.usage(lm, None)
+    assert used["calls"] == 1 and used["input_tokens"] == 7 and used["output_tokens"] == 2
