@@ -230,11 +230,11 @@ def tune(cfg: Config, device, configured: Configured, model, tok, formatted: For
          console, run) -> edu_qa.Tuned:
     """Train the adapter with transformers' Trainer (the data is tokenized with the prompt
     masked already, so TRL's SFTTrainer would add nothing): logging, per-epoch evaluation,
-    checkpoints, --resume, multi-GPU through accelerate. With dev, the model is judged by its
-    ANSWERS after every epoch and before training, and the best is kept, the base if no epoch
-    beats it."""
-    from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer,
-                              TrainingArguments)
+    checkpoints, --resume, multi-GPU. On a CPU, SharedPromptTrainer runs the system prompt a
+    batch's rows share once (edu_qa/shared_prompt.py). With dev, each epoch's (and the base's)
+    dev ANSWERS are judged and the best is kept, the base if no epoch beats it."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, TrainingArguments
+    from edu_qa.shared_prompt import SharedPromptTrainer  # transformers' Trainer, subclassed
     plan = configured.plan
     args = TrainingArguments(
         output_dir=cfg.output_dir,
@@ -264,12 +264,12 @@ def tune(cfg: Config, device, configured: Configured, model, tok, formatted: For
         remove_unused_columns=False,
     )
     pad = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
-    trainer = Trainer(
+    trainer = SharedPromptTrainer(
         model=model, args=args, train_dataset=formatted.train, eval_dataset=formatted.dev,
-        # pads each batch to its longest example, labels -100; on a CPU, logits only where an
-        # answer token is predicted (the loss reads no others); FlashAttention: no padding
+        # pads each batch to its longest example, labels -100; on a CPU, logits only at answer
+        # tokens (the loss reads no others) and the shared prompt marked; FlashAttention: no pad
         data_collator=DataCollatorWithFlattening() if plan["padding_free"] else
-        training.AnswerLogitsOnly(pad) if plan["answer_logits"] else pad,
+        training.AnswerLogitsOnly(pad, plan["shared_prompt"]) if plan["answer_logits"] else pad,
     )
     training.quiet_trainer(trainer, show_progress=True)
     judge = None

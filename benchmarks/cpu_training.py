@@ -8,13 +8,15 @@ Each row changes one thing from the one above it, on the same batches, and times
 optimizer steps after one warm-up: LoRA dropout off, logits only where an answer token is
 predicted, bf16 autocast, the frozen base stored in bf16 (no fp32 copy cast every step), eager
 attention instead of SDPA. The first row is the recipe until 2026-12-01 (dropout 0.05); the
-third is the recipe since: dropout 0 (its random masks cost a fifth of the step, and the
-dev-judged quality stayed within the seed spread) and answer-only logits
-(training.AnswerLogitsOnly: the same gradients, bit for bit). The others are not the scripts'
-default: each changes the arithmetic, so every committed LoRA and OpenAI-style result would
-change with it, and bf16 would make them depend on the CPU (benchmarks/README.md, "A CPU
-training step"). The bf16 rows run only where the CPU has bf16 instructions (elsewhere it is
-emulated, ~100x slower).
+third is the recipe of 2026-12-01: dropout 0 (its random masks cost a fifth of the step, and
+the dev-judged quality stayed within the seed spread) and answer-only logits
+(training.AnswerLogitsOnly: the same gradients, bit for bit); the fourth is the recipe since
+2026-12-02: the system prompt every row begins with through the model once per batch
+(shared_prompt.py: the same loss, rounded differently; the committed results were run again
+with it). The others are not the scripts' default: bf16 changes the arithmetic more, and would
+make every committed LoRA and OpenAI-style result depend on the CPU (benchmarks/README.md, "A
+CPU training step"). The bf16 rows run only where the CPU has bf16 instructions (elsewhere it
+is emulated, ~100x slower).
 """
 
 from __future__ import annotations
@@ -29,18 +31,23 @@ sys.path.insert(0, str(ROOT))
 
 import edu_qa  # noqa: E402
 
-# label, LoRA dropout, answer-only logits, bf16 autocast, base weights in bf16, attention
+# label, LoRA dropout, answer-only logits, the shared prompt once, bf16 autocast, base weights
+# in bf16, attention
 VARIANTS = [
     ("fp32, LoRA dropout 0.05, SDPA, logits at every position (the recipe until 2026-12-01)",
-     0.05, False, False, False, None),
-    ("LoRA dropout 0", 0.0, False, False, False, None),
-    ("the recipe: LoRA dropout 0, logits only at answer tokens", 0.0, True, False, False, None),
-    ("the recipe, eager attention", 0.0, True, False, False, "eager"),
-    ("LoRA dropout 0.05, bf16 autocast", 0.05, False, True, False, None),
-    ("LoRA dropout 0, bf16 autocast", 0.0, False, True, False, None),
-    ("the recipe, bf16 autocast", 0.0, True, True, False, None),
-    ("the recipe, bf16 autocast, bf16 base", 0.0, True, True, True, None),
-    ("the recipe, bf16 autocast, bf16 base, eager attention", 0.0, True, True, True, "eager"),
+     0.05, False, False, False, False, None),
+    ("LoRA dropout 0", 0.0, False, False, False, False, None),
+    ("LoRA dropout 0, logits only at answer tokens (the recipe 2026-12-01 to 02)",
+     0.0, True, False, False, False, None),
+    ("the recipe: and the system prompt once per batch (since 2026-12-02)",
+     0.0, True, True, False, False, None),
+    ("the recipe, eager attention", 0.0, True, True, False, False, "eager"),
+    ("LoRA dropout 0.05, bf16 autocast", 0.05, False, False, True, False, None),
+    ("LoRA dropout 0, bf16 autocast", 0.0, False, False, True, False, None),
+    ("the recipe, bf16 autocast", 0.0, True, True, True, False, None),
+    ("the recipe, bf16 autocast, bf16 base", 0.0, True, True, True, True, None),
+    ("the recipe, bf16 autocast, bf16 base, eager attention", 0.0, True, True, True, True,
+     "eager"),
 ]
 
 
@@ -58,23 +65,25 @@ def training_rows(tok, n: int) -> list[dict]:
 
 def batches(tok, n_batches: int, batch_size: int = 8) -> list[dict]:
     """The first training examples as the script tokenizes them (prompt labelled -100), in
-    batches padded to their longest row by the script's own collators: with logits_to_keep
-    and shift_labels, which the variants with logits at every position leave out."""
+    batches padded to their longest row by the script's own collator: with logits_to_keep,
+    shift_labels and the shared prompt's length, which the variants without them leave out."""
     from transformers import DataCollatorForSeq2Seq
 
     from edu_qa.training import AnswerLogitsOnly
     collate = AnswerLogitsOnly(DataCollatorForSeq2Seq(tok, padding=True,
-                                                      label_pad_token_id=-100))
+                                                      label_pad_token_id=-100), share_prompt=True)
     rows = training_rows(tok, n_batches * batch_size)
     return [collate(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
 
 
 def measure(model_name: str, data: list[dict], dropout: float, answer_logits: bool,
-            autocast: bool, bf16_base: bool, attention: str | None, profile: bool) -> dict:
+            shared: bool, autocast: bool, bf16_base: bool, attention: str | None,
+            profile: bool) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
 
     from edu_qa.recipe import LORA
+    from edu_qa.shared_prompt import through_once
     torch.manual_seed(0)
     base, _ = edu_qa.load_local_model(
         model_name, dtype=torch.bfloat16 if bf16_base else torch.float32,
@@ -89,10 +98,10 @@ def measure(model_name: str, data: list[dict], dropout: float, answer_logits: bo
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def step(batch):
-        if not answer_logits:
-            batch = {k: v for k, v in batch.items() if k not in ("logits_to_keep", "shift_labels")}
+        batch = {k: v for k, v in batch.items() if (answer_logits or k not in (
+            "logits_to_keep", "shift_labels")) and (shared or k != "shared_prompt")}
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss = model(**batch).loss
+            loss = model(**through_once(model, batch)).loss
         loss.backward()
         optim.step()
         optim.zero_grad()
@@ -132,13 +141,13 @@ def main(argv=None):
     lines = ["| variant | real tokens/s | vs the first row |"
              + (" top operations |" * args.profile), "|---|---|---|" + ("---|" * args.profile)]
     first = None
-    for label, dropout, answer_logits, autocast, bf16_base, attention in VARIANTS:
+    for label, dropout, answer_logits, shared, autocast, bf16_base, attention in VARIANTS:
         if (autocast or bf16_base) and not native_bf16:
             lines.append(f"| {label} | not run: no bf16 instructions on this CPU | – |"
                          + (" – |" * args.profile))
             continue
-        got = measure(args.model, data, dropout, answer_logits, autocast, bf16_base, attention,
-                      args.profile)
+        got = measure(args.model, data, dropout, answer_logits, shared, autocast, bf16_base,
+                      attention, args.profile)
         first = first or got["tokens_per_s"]
         row = f"| {label} | {got['tokens_per_s']:.0f} | {got['tokens_per_s'] / first:.2f}x |"
         if args.profile:

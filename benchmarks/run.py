@@ -6,8 +6,9 @@
 Figures, each against its target from the issues:
   - `--help` and dry-run wall time of each script (median of --repeat runs)
   - the machine's measured matmul peak, fp32 and bf16 (GFLOP/s)
-  - LoRA training tokens/s: the script's Trainer recipe vs a plain fp32 PEFT loop that pads every
-    batch to a fixed length, on the same model and data, and as a fraction of the matmul peak;
+  - LoRA training tokens/s: the recipe's training steps vs a plain fp32 PEFT loop that pads every
+    batch to a fixed length, on the same model and examples, and as a fraction of the matmul
+    peak; the script's whole train() (dev evaluation and checkpoint included);
     the same recipe on a 4-bit NF4 base (QLoRA), tokens/s and base weight memory
   - local generation tokens/s: one question at a time vs batched (and whether answers match),
     LoRA step 5's model.generate() call with and without custom_generate=rows_leave_when_done,
@@ -66,9 +67,10 @@ def median_run(args, repeat, tmp: Path) -> tuple[float, float]:
 
 
 def training_throughput(steps: int, tmp: Path) -> dict:
-    """tokens/s of the script's recipe (Trainer, dynamic padding; the script itself, run as a
-    student would, its figure read from its results file) and of a plain fp32 loop (fixed
-    padding to 96 tokens, batch 8), both LoRA r=16 all-linear on the embedded model."""
+    """tokens/s of the script's whole train() (the script itself, run as a student would, its
+    figure read from its results file: dev evaluation and checkpoint included), and of training
+    steps alone on the same examples: a plain fp32 loop (fixed padding to 96 tokens, batch 8)
+    and the recipe's step, both LoRA r=16 all-linear on the embedded model."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -95,18 +97,34 @@ def training_throughput(steps: int, tmp: Path) -> dict:
     lora_config = LoraConfig(r=LORA.lora_r, lora_alpha=LORA.lora_alpha,
                              lora_dropout=LORA.lora_dropout, target_modules=LORA.target_modules,
                              task_type="CAUSAL_LM")
-    rows = training_rows(edu_qa.load_tokenizer(edu_qa.EMBEDDED_MODEL), steps * 8)
+    # the same examples for every loop, a first batch of 8 more to warm up on (kernels chosen,
+    # memory allocated), not timed
+    rows = training_rows(edu_qa.load_tokenizer(edu_qa.EMBEDDED_MODEL), (steps + 1) * 8)
     shape = training.model_shape(edu_qa.EMBEDDED_MODEL)
 
-    # the plain loop: what a first attempt looks like; counted tokens are the real ones
-    base, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, dtype=torch.float32)
-    plain = get_peft_model(base, lora_config)
-    plain.train()
-    optim = torch.optim.AdamW([p for p in plain.parameters() if p.requires_grad], lr=1e-3)
-    real_tokens, start = 0, time.perf_counter()
+    def timed_loop(batches: list[dict], loss_of) -> float:
+        """real tokens/s of optimizer steps on the batches after the first (the warm-up)."""
+        torch.manual_seed(0)
+        base, _ = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, dtype=torch.float32)
+        model = get_peft_model(base, lora_config)
+        model.train()
+        optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+        for i, batch in enumerate(batches):
+            if i == 1:
+                start = time.perf_counter()
+            loss_of(model, batch).backward()
+            optim.step()
+            optim.zero_grad()
+        return sum(int(b["attention_mask"].sum()) for b in batches[1:]) / (
+            time.perf_counter() - start)
+
+    # the plain loop: what a first attempt looks like (every batch padded to 96 tokens, logits
+    # at every position); counted tokens are the real ones
+    pad_id = edu_qa.load_tokenizer(edu_qa.EMBEDDED_MODEL).pad_token_id
+    plain_batches = []
     for i in range(0, len(rows), 8):
         batch = rows[i:i + 8]
-        ids = torch.full((len(batch), 96), tok.pad_token_id)
+        ids = torch.full((len(batch), 96), pad_id)
         labels = torch.full((len(batch), 96), -100)
         mask = torch.zeros((len(batch), 96), dtype=torch.long)
         for j, r in enumerate(batch):
@@ -114,16 +132,25 @@ def training_throughput(steps: int, tmp: Path) -> dict:
             ids[j, :n] = torch.tensor(r["input_ids"][:n])
             labels[j, :n] = torch.tensor(r["labels"][:n])
             mask[j, :n] = 1
-            real_tokens += n
-        loss = plain(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        optim.step()
-        optim.zero_grad()
-    plain_tps = real_tokens / (time.perf_counter() - start)
+        plain_batches.append({"input_ids": ids, "attention_mask": mask, "labels": labels})
+    plain_tps = timed_loop(plain_batches, lambda model, batch: model(**batch).loss)
+    # the recipe's step, as its Trainer takes it (SharedPromptTrainer.compute_loss): each
+    # batch padded to its longest row, logits at answer tokens only, the system prompt once
+    from transformers import DataCollatorForSeq2Seq
+
+    from edu_qa.shared_prompt import through_once
+    tok = edu_qa.load_tokenizer(edu_qa.EMBEDDED_MODEL)
+    pad = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+    step_tps = {}
+    for name, share in (("answer_logits", False), ("shared_prompt", True)):
+        collate = training.AnswerLogitsOnly(pad, share_prompt=share)
+        step_tps[name] = timed_loop([collate(rows[i:i + 8]) for i in range(0, len(rows), 8)],
+                                    lambda model, batch: model(**through_once(model, batch)).loss)
     # a LoRA step costs about 4 FLOPs per frozen weight per token: forward 2, input-grad 2
     flops_per_token = 4 * shape["params"]
+    base, _ = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, dtype=torch.float32)
     fp32_bytes = base.get_memory_footprint()
-    del base, plain
+    del base
 
     # the same recipe on a 4-bit NF4 base (QLoRA, bitsandbytes), here on the CPU
     qlora_run = script_run("benchmark-lora-4bit", "--quantization", "4bit", "--execute")
@@ -133,6 +160,7 @@ def training_throughput(steps: int, tmp: Path) -> dict:
         **training.quantization(training.Device(device="cpu", quantization="4bit",
                                                 precision=recipe_run["precision"])))
     return {"recipe_tps": recipe, "plain_tps": plain_tps, "flops_per_token": flops_per_token,
+            "steps_tps": step_tps["shared_prompt"], "answer_logits_tps": step_tps["answer_logits"],
             "precision": recipe_run["precision"], "device": recipe_run["device"],
             "bf16_tps": bf16_tps,
             "qlora_tps": qlora_run["tps"], "fp32_bytes": fp32_bytes,
@@ -442,21 +470,25 @@ def main(argv=None):
 
     t = training_throughput(args.steps, tmp)
     peak = bf16 if t["precision"] == "bf16" else fp32
-    mfu = t["recipe_tps"] * t["flops_per_token"] / peak
-    rows.append((f"LoRA training, script recipe ({t['precision']}, Trainer, dynamic padding; "
-                 "the whole train(): steps, one dev-loss evaluation, one checkpoint)",
+    mfu = t["steps_tps"] * t["flops_per_token"] / peak
+    rows.append(("LoRA training steps, plain fp32 PEFT loop (every batch padded to 96 tokens, "
+                 "logits at every position)", f"{t['plain_tps']:.0f} tokens/s", "–"))
+    rows.append(("LoRA training steps, the recipe's (fp32, the same examples): each batch padded "
+                 "to its longest, logits at answer tokens only / and the system prompt once per "
+                 "batch (`edu_qa/shared_prompt.py`, the scripts' since 2026-12-02)",
+                 f"{t['answer_logits_tps']:.0f} / {t['steps_tps']:.0f} tokens/s", "–"))
+    rows.append(("LoRA speed-up over the plain loop (training steps, one warm-up step each)",
+                 f"{t['steps_tps'] / t['plain_tps']:.2f}x", "≥ 2x"))
+    rows.append((f"LoRA training steps as a fraction of the {t['precision']} matmul peak "
+                 "(4 x params FLOPs/token)", f"{100 * mfu:.0f}%", "≥ 35% (stretch 50%)"))
+    rows.append((f"LoRA training, script recipe ({t['precision']}; the whole train(): steps, "
+                 "a dev-loss evaluation, a checkpoint, the Trainer's start)",
                  f"{t['recipe_tps']:.0f} tokens/s", "–"))
-    rows.append(("LoRA training, plain fp32 PEFT loop (padded to 96)",
-                 f"{t['plain_tps']:.0f} tokens/s", "–"))
-    rows.append(("LoRA speed-up over the plain loop", f"{t['recipe_tps'] / t['plain_tps']:.2f}x",
-                 "≥ 2x"))
-    rows.append(("LoRA training as a fraction of the matmul peak (4 x params FLOPs/token)",
-                 f"{100 * mfu:.0f}%", "≥ 35% (stretch 50%)"))
     if t["bf16_tps"]:
-        rows.append(("LoRA training, the same recipe with `--precision bf16` (autocast; not the "
-                     "default on a CPU: it changes the answers)",
-                     f"{t['bf16_tps']:.0f} tokens/s: {t['bf16_tps'] / t['plain_tps']:.2f}x the "
-                     f"plain loop, {100 * t['bf16_tps'] * t['flops_per_token'] / bf16:.0f}% of "
+        rows.append(("LoRA training, the script with `--precision bf16` (the whole train(); "
+                     "autocast; not the default on a CPU: it changes the answers)",
+                     f"{t['bf16_tps']:.0f} tokens/s: {t['bf16_tps'] / t['recipe_tps']:.2f}x the "
+                     f"fp32 run, {100 * t['bf16_tps'] * t['flops_per_token'] / bf16:.0f}% of "
                      "the bf16 peak", "–"))
     plain_mfu = t["plain_tps"] * t["flops_per_token"] / fp32
     rows.append(("plain loop as a fraction of the fp32 peak (2x the plain loop would need)",

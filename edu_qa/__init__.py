@@ -16,6 +16,7 @@
     chat_format.py   OpenAI's fine-tuning file rules (the OpenAI script and the local service)
     recipe.py        the LoRA recipe's settings, shared by the script, the service, the benchmark
     training.py      the LoRA recipe's machinery: device, estimates, 4-bit, chat tokens
+    shared_prompt.py the LoRA recipe's Trainer: a batch's shared system prompt computed once
     dev_judge.py     the LoRA recipe's judge: dev answers after every epoch choose the kept one
     training_plan.py GPU settings chosen from free memory (the LoRA recipe on CUDA)
     dspy_engine.py   DSPy's engine on the local model, the optimizer's report and table

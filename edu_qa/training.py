@@ -87,10 +87,14 @@ class AnswerLogitsOnly:
     length) and return the logits of the kept positions only, flattened in order; Trainer and
     the loss read their targets from `shift_labels`. The gradients are those of the full
     logits bit for bit (tests/test_lora.py), and a CPU step is ~13% shorter
-    (benchmarks/cpu_training.py)."""
+    (benchmarks/cpu_training.py).
 
-    def __init__(self, pad):
+    share_prompt: also mark how many first tokens every row shares (the system prompt), for
+    shared_prompt.SharedPromptTrainer to compute once per batch."""
+
+    def __init__(self, pad, share_prompt: bool = False):
         self.pad = pad  # DataCollatorForSeq2Seq: each batch padded to its longest row
+        self.share_prompt = share_prompt
 
     def __call__(self, rows: list[dict]) -> dict:
         import torch
@@ -99,6 +103,9 @@ class AnswerLogitsOnly:
         targets = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=-100)
         batch["logits_to_keep"] = targets != -100
         batch["shift_labels"] = targets[batch["logits_to_keep"]]
+        if self.share_prompt:
+            from .shared_prompt import shared_length
+            batch["shared_prompt"] = shared_length(batch)
         return batch
 
 

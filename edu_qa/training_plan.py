@@ -9,7 +9,10 @@ free memory, each with its reason (huggingface_lora.py step 3 prints them).
 
 On a CPU: the batch you ask for, no accumulation, no compile, gradient checkpointing only
 where QLoRA's recipe has always had it, and logits only at the positions that predict an answer
-token (training.AnswerLogitsOnly: the same gradients, bit for bit, a shorter step). On CUDA:
+token (training.AnswerLogitsOnly: the same gradients, bit for bit, a shorter step), and the
+system prompt every row of a batch begins with computed once for the batch (shared_prompt.py:
+the same loss and gradients rounded differently, a ~1.3x shorter step; not with QLoRA's
+gradient checkpointing, which keeps no keys and values). On CUDA:
 - the batch you ask for (--batch-size) is the EFFECTIVE batch: per-device batch times
   accumulation steps, so the optimization is the same whatever the card;
 - gradient checkpointing only when the batch does not fit without it (it recomputes the
@@ -71,10 +74,12 @@ def choose(*, device: str, effective_batch: int, seq_len: int, shape: dict | Non
     settings = {"per_device_batch": effective_batch, "accumulation": 1,
                 "checkpointing": quantization == "4bit", "compile": False,
                 "attention": None, "padding_free": False, "liger": False, "nan_filter": True,
-                "answer_logits": True, "reasons": []}
+                "answer_logits": True, "shared_prompt": quantization != "4bit", "reasons": []}
     if device != "cuda" or shape is None or not free_bytes:
-        settings["reasons"].append("CPU (or unknown memory): the batch as given, no compile, "
-                                   "logits only where an answer token is predicted")
+        settings["reasons"].append(
+            "CPU (or unknown memory): the batch as given, no compile, logits only where an "
+            "answer token is predicted" + (", the rows' shared system prompt computed once "
+                                           "per batch" if settings["shared_prompt"] else ""))
         return settings
     budget = free_bytes * HEADROOM
 
@@ -123,7 +128,7 @@ def choose(*, device: str, effective_batch: int, seq_len: int, shape: dict | Non
     settings.update(per_device_batch=per_device, accumulation=accumulation,
                     checkpointing=checkpointing, compile=compile_,
                     attention="flash_attention_2" if flash else "sdpa", padding_free=flash,
-                    liger=liger, nan_filter=False, answer_logits=False)
+                    liger=liger, nan_filter=False, answer_logits=False, shared_prompt=False)
     return settings
 
 

@@ -53,10 +53,10 @@ def test_every_assistant_turn_carries_loss_unless_its_weight_is_0(embedded_token
     assert len(cut["input_ids"]) == len(cut["labels"]) == len(cut["attention_mask"]) == 10
 
 
-def test_answer_only_logits_give_the_same_gradients_bit_for_bit(tiny_model):
-    """training.AnswerLogitsOnly, the CPU recipe's collator: logits only at the positions that
-    predict an answer token, and the LoRA gradients exactly those of the logits at every
-    position (so the committed results stay the ones a new user gets)."""
+def lora_on_tiny_model(tiny_model):
+    """(the tiny model with LoRA, every LoRA weight drawn non-zero so that every gradient is
+    non-trivial; its tokenizer; 6 training examples tokenized as the script does; the
+    script's padding collator)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq
@@ -70,7 +70,15 @@ def test_answer_only_logits_give_the_same_gradients_bit_for_bit(tiny_model):
     rows = [lora.tokenize(tok, ex, 160) for ex in edu_qa.load_qa().split("train")[:6]]
     for row in rows:
         row.pop("cut")
-    pad = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+    return model, tok, rows, DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+
+
+def test_answer_only_logits_give_the_same_gradients_bit_for_bit(tiny_model):
+    """training.AnswerLogitsOnly, the CPU recipe's collator: logits only at the positions that
+    predict an answer token, and the LoRA gradients exactly those of the logits at every
+    position (so the committed results stay the ones a new user gets)."""
+    import torch
+    model, tok, rows, pad = lora_on_tiny_model(tiny_model)
 
     def gradients(batch):
         model.zero_grad()
@@ -86,6 +94,41 @@ def test_answer_only_logits_give_the_same_gradients_bit_for_bit(tiny_model):
     assert torch.equal(kept.logits, full.logits[:, :-1][pad(rows)["labels"][:, 1:] != -100])
     assert all(torch.equal(a, b) for a, b in zip(kept_grads, full_grads))
     assert torch.allclose(kept.loss, full.loss, rtol=1e-6)
+
+
+def test_the_shared_prompt_once_per_batch_gives_the_same_loss_and_gradients(tiny_model):
+    """shared_prompt.SharedPromptTrainer, the CPU recipe: the system prompt every row begins
+    with goes through the model once and its keys and values serve every row. The loss and
+    every LoRA gradient are those of the whole batch computed row by row (to rounding: the
+    prompt's matrix products have 1 row instead of 6), and no position the loss reads is in it."""
+    import torch
+
+    from edu_qa import shared_prompt
+    model, tok, rows, pad = lora_on_tiny_model(tiny_model)
+    prompt = tok.apply_chat_template([{"role": "system", "content": edu_qa.SYSTEM_PROMPT},
+                                      {"role": "user", "content": ""}], tokenize=False)
+    whole = training.AnswerLogitsOnly(pad)(rows)
+    batch = training.AnswerLogitsOnly(pad, share_prompt=True)(rows)
+    n = batch["shared_prompt"]
+    # the system prompt and the user turn's opening, up to where the questions differ
+    assert prompt.startswith(tok.decode(batch["input_ids"][0, :n])) and n >= 25
+    assert not batch["logits_to_keep"][:, :n + 1].any()
+    assert (batch["labels"][:, :n + 1] == -100).all()
+
+    def gradients(batch, once):
+        model.zero_grad()
+        loss = model(**(shared_prompt.through_once(model, batch) if once else batch)).loss
+        loss.backward()
+        return loss, [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    loss, grads = gradients(whole, once=False)
+    once_loss, once_grads = gradients(batch, once=True)
+    assert "past_key_values" in batch
+    assert batch["input_ids"].shape[1] == whole["input_ids"].shape[1] - n
+    assert torch.allclose(once_loss, loss, rtol=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(once_grads, grads))
+    # too short a prompt, or one row: the batch goes through whole
+    assert shared_prompt.shared_length({k: v[:1] for k, v in whole.items()
+                                        if k != "shift_labels"}) == 0
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -342,7 +385,7 @@ def test_qlora_benchmark_runs_the_scripts_recipe_on_a_model_shape(tmp_path):
 
 def test_cpu_training_benchmark_times_each_change_of_the_recipe(tmp_path, tiny_model):
     """benchmarks/cpu_training.py: a row per variant, the old recipe first at 1.00x, the recipe
-    third, and the bf16 rows either measured or saying why not (a CPU without bf16
+    fourth, and the bf16 rows either measured or saying why not (a CPU without bf16
     instructions)."""
     out = tmp_path / "cpu_training.md"
     proc = subprocess.run(
@@ -351,10 +394,11 @@ def test_cpu_training_benchmark_times_each_change_of_the_recipe(tmp_path, tiny_m
         timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][1:]
-    assert len(rows) == 9
+    assert len(rows) == 10
     assert rows[0].startswith("| fp32, LoRA dropout 0.05, SDPA, logits at every position (the "
                               "recipe until 2026-12-01) |")
-    assert rows[2].startswith("| the recipe: LoRA dropout 0, logits only at answer tokens |")
+    assert rows[3].startswith("| the recipe: and the system prompt once per batch (since "
+                              "2026-12-02) |")
     assert "| 1.00x |" in rows[0] and "aten::" in rows[0]
     for row in rows[1:]:
         assert "not run: no bf16 instructions" in row or float(row.split(" | ")[1]) > 0, row

@@ -60,6 +60,7 @@ def test_liger_kernels_where_installed_and_no_per_step_nan_check(monkeypatch):
             p = plan(79, quantization=quantization)
             assert p["liger"] is installed and p["nan_filter"] is False
             assert p["answer_logits"] is False  # answer-only logits: measured on a CPU only
+            assert p["shared_prompt"] is False  # the shared prompt once: a CPU's too
             assert any(("liger-kernel is not installed" in r) is not installed
                        and "Liger kernels" in r for r in p["reasons"])
 
@@ -77,16 +78,18 @@ def test_memory_model_matches_what_was_measured_on_an_h100():
         assert 0.7 * measured <= modelled <= 1.3 * measured, (modelled, measured)
 
 
-def test_on_a_cpu_nothing_changes_but_answer_only_logits():
+def test_on_a_cpu_nothing_changes_but_answer_only_logits_and_the_shared_prompt():
     p = training_plan.choose(device="cpu", effective_batch=8, seq_len=100, shape=TINYLLAMA,
                              quantization="none", precision="fp32", lora_params=1, steps=9,
                              free_bytes=None)
     assert (p["per_device_batch"], p["accumulation"], p["checkpointing"], p["compile"],
-            p["attention"], p["padding_free"], p["liger"], p["nan_filter"],
-            p["answer_logits"]) == (8, 1, False, False, None, False, False, True, True)
-    assert training_plan.choose(device="cpu", effective_batch=8, seq_len=100, shape=None,
-                                quantization="4bit", precision="fp32", lora_params=1, steps=9,
-                                free_bytes=None)["checkpointing"]  # QLoRA's recipe, as before
+            p["attention"], p["padding_free"], p["liger"], p["nan_filter"], p["answer_logits"],
+            p["shared_prompt"]) == (8, 1, False, False, None, False, False, True, True, True)
+    qlora = training_plan.choose(device="cpu", effective_batch=8, seq_len=100, shape=None,
+                                 quantization="4bit", precision="fp32", lora_params=1, steps=9,
+                                 free_bytes=None)
+    assert qlora["checkpointing"]  # QLoRA's recipe, as before
+    assert not qlora["shared_prompt"]  # checkpointing keeps no keys and values to share
 
 
 def test_the_trainer_runs_the_decided_accumulation(tmp_path, tiny_model, monkeypatch):

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, Trainer,
-                          TrainerCallback, TrainingArguments, set_seed)
+from transformers import (DataCollatorForSeq2Seq, DataCollatorWithFlattening, TrainerCallback,
+                          TrainingArguments, set_seed)
 
 import edu_qa
 from edu_qa import training
 from edu_qa.recipe import LORA
+from edu_qa.shared_prompt import SharedPromptTrainer
 
 from .store import job_folder, model_folder
 
@@ -97,10 +98,10 @@ def train(run: JobRun, train_examples: list[dict], valid_examples: list[dict] | 
         model=model, args=arguments(run, device, plan, hyper, trainer_dir, train_ds, valid_ds),
         train_dataset=train_ds, eval_dataset=valid_ds, callbacks=[events], metrics=metrics,
         # each batch padded to its longest example (labels with -100, which the loss
-        # ignores), logits only where the loss reads them (on a CPU); with FlashAttention
-        # not padded at all, packed into one row
+        # ignores), logits only where the loss reads them and the shared prompt marked (on a
+        # CPU); with FlashAttention not padded at all, packed into one row
         data_collator=DataCollatorWithFlattening() if plan["padding_free"] else
-        training.AnswerLogitsOnly(pad) if plan["answer_logits"] else pad)
+        training.AnswerLogitsOnly(pad, plan["shared_prompt"]) if plan["answer_logits"] else pad)
     training.quiet_trainer(trainer, show_progress=False)
     trainer.train()
     if run.stopped():  # "cancelled" already, or "running" to be trained again on restart
@@ -187,9 +188,10 @@ class TokenMetrics:
         return (loss / tokens, right / tokens) if tokens else (None, None)
 
 
-class MeasuredTrainer(Trainer):
-    """Trainer, with each batch's answer tokens counted (TokenMetrics) as its loss is
-    computed, in training and in evaluation."""
+class MeasuredTrainer(SharedPromptTrainer):
+    """Trainer (as the script's: on a CPU the batch's shared system prompt computed once), with
+    each batch's answer tokens counted (TokenMetrics) as its loss is computed, in training and
+    in evaluation."""
 
     def __init__(self, *args, metrics: TokenMetrics, **kwargs):
         super().__init__(*args, **kwargs)
