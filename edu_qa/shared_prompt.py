@@ -8,8 +8,8 @@ and values are repeated to every row of the batch, which then computes only its 
 against them, exactly as generation reuses a prompt's cache (local_model.generate). Gradients
 flow back through the repeated keys and values, so LoRA's matrices learn from the shared
 prompt as from every row: the same loss and gradients, rounded differently (a matrix product
-of 1 row instead of 8; tests/test_lora.py), and a CPU step ~1.3x shorter
-(benchmarks/cpu_training.py).
+of 1 row instead of 8; tests/test_lora.py), and a CPU step 1.15x to 1.3x shorter
+(benchmarks/cpu_training.py, benchmarks/README.md).
 
     shared_length(batch)   how many first tokens every row has, with no loss read on them
     through_once(model, batch)   the shared prompt's pass; the batch then holds its cache
@@ -18,6 +18,7 @@ of 1 row instead of 8; tests/test_lora.py), and a CPU step ~1.3x shorter
 
 from __future__ import annotations
 
+import torch
 from transformers import Trainer
 
 # fewer shared tokens than this are computed in the rows as before: a second pass through
@@ -67,11 +68,23 @@ def through_once(model, batch: dict) -> dict:
 class SharedPromptTrainer(Trainer):
     """transformers' Trainer whose loss, in training and in evaluation, computes the batch's
     shared prompt once (through_once); a batch without a shared prompt (on a GPU, or too short
-    a prompt) goes through plain Trainer, as does every batch under several processes
-    (DistributedDataParallel expects one forward pass per backward)."""
+    a prompt) goes through plain Trainer, and so does every batch where sharing would not be
+    the same training (can_share)."""
+
+    def can_share(self) -> bool:
+        """False under several processes or GPUs (DistributedDataParallel and DataParallel
+        expect one forward pass per backward), with gradient checkpointing (which keeps no keys
+        and values), and with dropout (LoRA's or the attention's: it draws a mask per row,
+        which one pass for all rows would share)."""
+        model = self.model
+        if self.accelerator.num_processes > 1 or self.args.n_gpu > 1 or \
+                getattr(model, "is_gradient_checkpointing", False):
+            return False
+        return getattr(model.config, "attention_dropout", 0) == 0 and not any(
+            isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.accelerator.num_processes > 1:
+        if not self.can_share():  # asked every step (~1 ms): train() may turn checkpointing on
             inputs.pop("shared_prompt", None)
         return super().compute_loss(model, through_once(model, inputs), return_outputs,
                                     num_items_in_batch)

@@ -131,6 +131,25 @@ def test_the_shared_prompt_once_per_batch_gives_the_same_loss_and_gradients(tiny
                                         if k != "shift_labels"}) == 0
 
 
+def test_the_prompt_is_not_shared_where_it_would_train_differently(tmp_path, tiny_model):
+    """Dropout draws a mask per row, which one pass for all rows would share; gradient
+    checkpointing keeps no keys and values: SharedPromptTrainer then trains as Trainer."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import TrainingArguments
+
+    from edu_qa.shared_prompt import SharedPromptTrainer
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    for dropout, checkpointing, shares in ((0.0, False, True), (0.05, False, False),
+                                           (0.0, True, False)):
+        model, _ = edu_qa.load_local_model(str(tiny_model), dtype=torch.float32)
+        model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear",
+                                                 lora_dropout=dropout, task_type="CAUSAL_LM"))
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        assert SharedPromptTrainer(model=model, args=args).can_share() is shares
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_tiny_model_trains_saves_and_reloads_identically(tmp_path, tiny_model, precision):
     """Both precisions on any CPU (bf16 is emulated where it is not native): the adapter on a
