@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from transformers import Trainer
 
+from . import kv_cache
+
 # fewer shared tokens than this are computed in the rows as before: a second pass through
 # the model costs its per-layer overhead whatever its length
 MIN_SHARED = 8
@@ -33,14 +35,14 @@ def shared_length(batch: dict) -> int:
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     if len(ids) < 2:
         return 0
-    same = (ids == ids[:1]).all(0) & (mask == 1).all(0)
-    n = int(same.long().cumprod(0).sum())
+    rows = [row[m.bool()].tolist() for row, m in zip(ids, mask)]  # the real tokens
+    limit = min(len(row) for row in rows) - 1  # every row keeps a token of its own
     # the logits at position i predict the token at i + 1: the shared positions must be
     # followed by a position whose label is -100 too, so the loss reads none of their logits
     read = (labels != -100).any(0).nonzero()
     if len(read):
-        n = min(n, int(read[0]) - 1)
-    n = min(n, ids.shape[1] - 1)  # every row keeps a token of its own
+        limit = min(limit, int(read[0]) - 1)
+    n = kv_cache.shared_length(rows, limit)  # as generation finds a batch's shared prefix
     return n if n >= MIN_SHARED else 0
 
 
