@@ -192,7 +192,7 @@ def configure_model(cfg: Config, device, train_ds, console) -> Configured:
 
 
 def load_model(cfg: Config, device, configured: Configured, console):
-    """The base model (4-bit with QLoRA) with LoRA adapters beside its frozen layers."""
+    """Base model (4-bit with QLoRA; CPU matmuls by oneDNN) with LoRA beside its frozen layers."""
     import torch
     from peft import get_peft_model
     from transformers import set_seed

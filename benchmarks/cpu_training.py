@@ -10,13 +10,15 @@ predicted, bf16 autocast, the frozen base stored in bf16 (no fp32 copy cast ever
 attention instead of SDPA. The first row is the recipe until 2026-12-01 (dropout 0.05); the
 third is the recipe of 2026-12-01: dropout 0 (its random masks cost a fifth of the step, and
 the dev-judged quality stayed within the seed spread) and answer-only logits
-(training.AnswerLogitsOnly: the same gradients, bit for bit); the fourth is the recipe since
-2026-12-02: the system prompt every row begins with through the model once per batch
+(training.AnswerLogitsOnly: the same gradients, bit for bit with PyTorch's linear layers); the
+fourth is the recipe of 2026-12-02's morning: the system prompt every row begins with through the model once per batch
 (shared_prompt.py: the same loss, rounded differently; the committed results were run again
-with it). The others are not the scripts' default: bf16 changes the arithmetic more, and would
-make every committed LoRA and OpenAI-style result depend on the CPU (benchmarks/README.md, "A
-CPU training step"). The bf16 rows run only where the CPU has bf16 instructions (elsewhere it
-is emulated, ~100x slower).
+with it); the fifth is the recipe since the same day's afternoon: the frozen base layers
+multiply through oneDNN instead of PyTorch's default MKL (onednn.py: the same products summed
+in another order; every committed answer the same). The others are not the scripts' default:
+bf16 changes the arithmetic more, and would make every committed LoRA and OpenAI-style result
+depend on the CPU (benchmarks/README.md, "A CPU training step"). The bf16 rows run only where
+the CPU has bf16 instructions (elsewhere it is emulated, ~100x slower).
 """
 
 from __future__ import annotations
@@ -31,23 +33,25 @@ sys.path.insert(0, str(ROOT))
 
 import edu_qa  # noqa: E402
 
-# label, LoRA dropout, answer-only logits, the shared prompt once, bf16 autocast, base weights
-# in bf16, attention
+# label, LoRA dropout, answer-only logits, the shared prompt once, frozen layers through
+# oneDNN, bf16 autocast, base weights in bf16, attention
 VARIANTS = [
     ("fp32, LoRA dropout 0.05, SDPA, logits at every position (the recipe until 2026-12-01)",
-     0.05, False, False, False, False, None),
-    ("LoRA dropout 0", 0.0, False, False, False, False, None),
+     0.05, False, False, False, False, False, None),
+    ("LoRA dropout 0", 0.0, False, False, False, False, False, None),
     ("LoRA dropout 0, logits only at answer tokens (the recipe 2026-12-01 to 02)",
-     0.0, True, False, False, False, None),
-    ("the recipe: and the system prompt once per batch (since 2026-12-02)",
-     0.0, True, True, False, False, None),
-    ("the recipe, eager attention", 0.0, True, True, False, False, "eager"),
-    ("LoRA dropout 0.05, bf16 autocast", 0.05, False, False, True, False, None),
-    ("LoRA dropout 0, bf16 autocast", 0.0, False, False, True, False, None),
-    ("the recipe, bf16 autocast", 0.0, True, True, True, False, None),
-    ("the recipe, bf16 autocast, bf16 base", 0.0, True, True, True, True, None),
-    ("the recipe, bf16 autocast, bf16 base, eager attention", 0.0, True, True, True, True,
-     "eager"),
+     0.0, True, False, False, False, False, None),
+    ("and the system prompt once per batch (the recipe of 2026-12-02 morning)",
+     0.0, True, True, False, False, False, None),
+    ("the recipe: and the frozen layers through oneDNN (since 2026-12-02)",
+     0.0, True, True, True, False, False, None),
+    ("the recipe, eager attention", 0.0, True, True, True, False, False, "eager"),
+    ("LoRA dropout 0.05, bf16 autocast", 0.05, False, False, False, True, False, None),
+    ("LoRA dropout 0, bf16 autocast", 0.0, False, False, False, True, False, None),
+    ("the recipe, bf16 autocast", 0.0, True, True, False, True, False, None),
+    ("the recipe, bf16 autocast, bf16 base", 0.0, True, True, False, True, True, None),
+    ("the recipe, bf16 autocast, bf16 base, eager attention", 0.0, True, True, False, True,
+     True, "eager"),
 ]
 
 
@@ -77,7 +81,7 @@ def batches(tok, n_batches: int, batch_size: int = 8) -> list[dict]:
 
 
 def measure(model_name: str, data: list[dict], dropout: float, answer_logits: bool,
-            shared: bool, autocast: bool, bf16_base: bool, attention: str | None,
+            shared: bool, onednn: bool, autocast: bool, bf16_base: bool, attention: str | None,
             profile: bool) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -86,7 +90,7 @@ def measure(model_name: str, data: list[dict], dropout: float, answer_logits: bo
     from edu_qa.shared_prompt import through_once
     torch.manual_seed(0)
     base, _ = edu_qa.load_local_model(
-        model_name, dtype=torch.bfloat16 if bf16_base else torch.float32,
+        model_name, dtype=torch.bfloat16 if bf16_base else torch.float32, onednn=onednn,
         **({"attn_implementation": attention} if attention else {}))
     model = get_peft_model(base, LoraConfig(
         r=LORA.lora_r, lora_alpha=LORA.lora_alpha, lora_dropout=dropout,
@@ -141,13 +145,14 @@ def main(argv=None):
     lines = ["| variant | real tokens/s | vs the first row |"
              + (" top operations |" * args.profile), "|---|---|---|" + ("---|" * args.profile)]
     first = None
-    for label, dropout, answer_logits, shared, autocast, bf16_base, attention in VARIANTS:
+    for label, dropout, answer_logits, shared, onednn, autocast, bf16_base, attention \
+            in VARIANTS:
         if (autocast or bf16_base) and not native_bf16:
             lines.append(f"| {label} | not run: no bf16 instructions on this CPU | – |"
                          + (" – |" * args.profile))
             continue
-        got = measure(args.model, data, dropout, answer_logits, shared, autocast, bf16_base,
-                      attention, args.profile)
+        got = measure(args.model, data, dropout, answer_logits, shared, onednn, autocast,
+                      bf16_base, attention, args.profile)
         first = first or got["tokens_per_s"]
         row = f"| {label} | {got['tokens_per_s']:.0f} | {got['tokens_per_s'] / first:.2f}x |"
         if args.profile:

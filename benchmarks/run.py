@@ -102,10 +102,13 @@ def training_throughput(steps: int, tmp: Path) -> dict:
     rows = training_rows(edu_qa.load_tokenizer(edu_qa.EMBEDDED_MODEL), (steps + 1) * 8)
     shape = training.model_shape(edu_qa.EMBEDDED_MODEL)
 
-    def timed_loop(batches: list[dict], loss_of) -> float:
-        """real tokens/s of optimizer steps on the batches after the first (the warm-up)."""
+    def timed_loop(batches: list[dict], loss_of, onednn: bool = False) -> float:
+        """real tokens/s of optimizer steps on the batches after the first (the warm-up);
+        onednn: the frozen layers multiply through oneDNN (edu_qa/onednn.py), as the scripts'
+        do, instead of PyTorch's default."""
         torch.manual_seed(0)
-        base, _ = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, dtype=torch.float32)
+        base, _ = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, dtype=torch.float32,
+                                          onednn=onednn)
         model = get_peft_model(base, lora_config)
         model.train()
         optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
@@ -142,10 +145,12 @@ def training_throughput(steps: int, tmp: Path) -> dict:
     tok = edu_qa.load_tokenizer(edu_qa.EMBEDDED_MODEL)
     pad = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
     step_tps = {}
-    for name, share in (("answer_logits", False), ("shared_prompt", True)):
+    for name, share, onednn in (("answer_logits", False, False), ("shared_prompt", True, False),
+                                ("onednn", True, True)):
         collate = training.AnswerLogitsOnly(pad, share_prompt=share)
         step_tps[name] = timed_loop([collate(rows[i:i + 8]) for i in range(0, len(rows), 8)],
-                                    lambda model, batch: model(**through_once(model, batch)).loss)
+                                    lambda model, batch: model(**through_once(model, batch)).loss,
+                                    onednn)
     # a LoRA step costs about 4 FLOPs per frozen weight per token: forward 2, input-grad 2
     flops_per_token = 4 * shape["params"]
     base, _ = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, dtype=torch.float32)
@@ -160,7 +165,8 @@ def training_throughput(steps: int, tmp: Path) -> dict:
         **training.quantization(training.Device(device="cpu", quantization="4bit",
                                                 precision=recipe_run["precision"])))
     return {"recipe_tps": recipe, "plain_tps": plain_tps, "flops_per_token": flops_per_token,
-            "steps_tps": step_tps["shared_prompt"], "answer_logits_tps": step_tps["answer_logits"],
+            "steps_tps": step_tps["onednn"], "answer_logits_tps": step_tps["answer_logits"],
+            "shared_prompt_tps": step_tps["shared_prompt"],
             "precision": recipe_run["precision"], "device": recipe_run["device"],
             "bf16_tps": bf16_tps,
             "qlora_tps": qlora_run["tps"], "fp32_bytes": fp32_bytes,
@@ -175,7 +181,8 @@ def generation_speed(adapter_dir: str) -> dict:
     from peft import PeftModel
 
     batch_size = 160  # huggingface_lora.py's --eval-batch-size: a whole split in one batch
-    model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)
+    model, tok = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)  # linear layers: oneDNN
+    plain, _ = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, onednn=False)  # PyTorch's own
     test = edu_qa.load_qa().split("test")
     conversations = [edu_qa.chat_messages(ex.question) for ex in test]
 
@@ -199,7 +206,9 @@ def generation_speed(adapter_dir: str) -> dict:
 
     one = timed(model, 1, 24)  # one at a time: the first 24 questions (the whole split: ~5 min)
     kept, leaving = step5(model), step5(model, custom_generate=edu_qa.rows_leave_when_done)
-    by24, batched = timed(model, 24), timed(model, batch_size)  # 24: the batch until 2026-11
+    # 24: the batch until 2026-11-27, with PyTorch's linear layers (until 2026-12-02)
+    by24, batched = timed(plain, 24), timed(model, batch_size)
+    pytorch_linear = timed(plain, batch_size)
     # the prompts' own tokens in one left-padded pass, as until 2026-12-02: each group of rows
     # costs more than the padding it saves
     edu_qa.local_model.GROUP_COST, cost = 10**9, edu_qa.local_model.GROUP_COST
@@ -208,7 +217,8 @@ def generation_speed(adapter_dir: str) -> dict:
     finally:
         edu_qa.local_model.GROUP_COST = cost
     grouped = timed(model, batch_size)  # and by length again, right after it
-    flops = matmul_flops(lambda: timed(model, batch_size))  # the same batch, its work counted
+    # the same batch's work, counted where the profiler sees it (aten::mm, not oneDNN's op)
+    flops = matmul_flops(lambda: timed(plain, batch_size))
     tuned = PeftModel.from_pretrained(model, adapter_dir).eval()
     active = timed(tuned, batch_size)
     merged = timed(tuned.merge_and_unload(), batch_size)
@@ -225,7 +235,25 @@ def generation_speed(adapter_dir: str) -> dict:
             "leaving_tps": leaving["tps"],
             "same_tensor": torch.equal(kept["out"], leaving["out"]),
             "one_pass_tps": one_pass["tps"], "grouped_tps": grouped["tps"],
-            "grouped_same": same(one_pass, grouped)}
+            "grouped_same": same(one_pass, grouped), "pytorch_linear_tps": pytorch_linear["tps"],
+            "onednn_same": same(pytorch_linear, batched)}
+
+
+def onednn_matmul_flops(n: int, reps: int = 5) -> float | None:
+    """FLOP/s of an n x n fp32 product through oneDNN with the weight packed, as the scripts'
+    linear layers multiply (edu_qa/onednn.py); None where this PyTorch has no oneDNN."""
+    import torch
+
+    from edu_qa import onednn
+    if not onednn.available():
+        return None
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    packed = torch.ops.mkldnn._reorder_linear_weight(b, None)
+    onednn._pointwise(a, packed, None)
+    start = time.perf_counter()
+    for _ in range(reps):
+        onednn._pointwise(a, packed, None)
+    return 2 * n ** 3 * reps / (time.perf_counter() - start)
 
 
 def matmul_flops(run) -> float:
@@ -253,8 +281,8 @@ def decoding_precision() -> dict:
     loads = {"fp32": lambda: edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)[0],
              "bf16": lambda: edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL,
                                                      dtype=torch.bfloat16)[0],
-             "int8": lambda: quantize_dynamic(
-                 edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL)[0],
+             "int8": lambda: quantize_dynamic(  # it swaps plain nn.Linear only
+                 edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, onednn=False)[0],
                  {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)}
     out = {}
     for name, load in loads.items():
@@ -462,10 +490,15 @@ def main(argv=None):
                      f"(+{100 * (lora_cold / plain - 1):.0f}%)", "≤ +25%"))
 
     from edu_qa import training
-    fp32 = training.measure_matmul_flops("cpu", "fp32", n=2048)
+    mkl = training.measure_matmul_flops("cpu", "fp32", n=2048)
+    dnnl = onednn_matmul_flops(2048)
+    fp32 = max(mkl, dnnl or 0)  # the machine's fp32 peak, as far as either library reaches
     n_bf16 = 2048 if edu_qa.cpu_has_native_bf16() else 512  # emulated: 512² takes ~0.4 s
     bf16 = training.measure_matmul_flops("cpu", "bf16", n=n_bf16, reps=2)
-    rows.append(("matmul peak, 2048² fp32 (measured)", f"{fp32 / 1e9:.0f} GFLOP/s", "–"))
+    rows.append(("matmul peak, 2048² fp32 (measured): PyTorch's default (MKL) / oneDNN, "
+                 "weight packed (`edu_qa/onednn.py`)",
+                 f"{mkl / 1e9:.0f} / " + (f"{dnnl / 1e9:.0f} GFLOP/s" if dnnl else
+                                          "– (no oneDNN in this PyTorch)"), "–"))
     rows.append((f"matmul peak, {n_bf16}² bf16 (measured)", f"{bf16 / 1e9:.1f} GFLOP/s", "–"))
 
     t = training_throughput(args.steps, tmp)
@@ -474,12 +507,15 @@ def main(argv=None):
                  "logits at every position)", f"{t['plain_tps']:.0f} tokens/s", "–"))
     rows.append(("LoRA training steps, the recipe's (fp32, the same examples): each batch padded "
                  "to its longest, logits at answer tokens only / and the system prompt once per "
-                 "batch (`edu_qa/shared_prompt.py`, the scripts' since 2026-12-02)",
-                 f"{t['answer_logits_tps']:.0f} / {t['steps_tps']:.0f} tokens/s", "–"))
+                 "batch (`edu_qa/shared_prompt.py`) / and the frozen layers through oneDNN "
+                 "(`edu_qa/onednn.py`; the scripts' since 2026-12-02)",
+                 f"{t['answer_logits_tps']:.0f} / {t['shared_prompt_tps']:.0f} / "
+                 f"{t['steps_tps']:.0f} tokens/s", "–"))
     rows.append(("LoRA speed-up over the plain loop (training steps, one warm-up step each)",
                  f"{t['steps_tps'] / t['plain_tps']:.2f}x", "≥ 2x"))
     rows.append(("LoRA training steps, the model's FLOPs (4 x params per real token, what "
-                 "the recipe skips counted as done) as a fraction of the fp32 matmul peak",
+                 "the recipe skips counted as done) as a fraction of the fp32 matmul peak "
+                 "(the higher of the two above)",
                  f"{100 * mfu:.0f}%", "≥ 35% (stretch 50%)"))
     rows.append((f"LoRA training, script recipe ({t['precision']}; the whole train(): steps, "
                  "a dev-loss evaluation, a checkpoint, the Trainer's start)",
@@ -500,13 +536,20 @@ def main(argv=None):
     g = generation_speed(t["adapter_dir"])
     rows.append(("generation, one question at a time (first 24 test questions)",
                  f"{g['one_tps']:.1f} tokens/s", "–"))
-    rows.append((f"generation, the {g['n']} test questions, batches of 24 (the setting until "
-                 "2026-11-27) / one batch (the scripts' now)",
+    rows.append((f"generation, the {g['n']} test questions, batches of 24 with PyTorch's linear "
+                 "layers (the setting until 2026-11-27) / one batch through oneDNN (the scripts' "
+                 "now)",
                  f"{g['by24_tps']:.1f} / {g['batched_tps']:.1f} tokens/s "
                  f"({g['batched_tps'] / g['by24_tps']:.1f}x; {g['batched_qps']:.1f} "
                  f"questions/s), same answers {g['same']}/{g['n']} (one at a time: "
                  f"{g['same_one']}/24)",
                  "4x the batch-24 figure, same answers"))
+    rows.append((f"generation, the {g['n']} test questions in one batch: linear layers by "
+                 "PyTorch's default (MKL) / by oneDNN, weights packed once (`edu_qa/onednn.py`, "
+                 "the scripts' since 2026-12-02)",
+                 f"{g['pytorch_linear_tps']:.1f} / {g['batched_tps']:.1f} tokens/s "
+                 f"({g['batched_tps'] / g['pytorch_linear_tps']:.2f}x), same answers "
+                 f"{g['onednn_same']}/{g['n']}", "faster, same answers"))
     rows.append((f"generation, LoRA step 5's call on the {g['n']} test questions (one batch, base "
                  "model): `model.generate()` as it is / with `custom_generate=edu_qa."
                  "rows_leave_when_done` (finished rows leave the batch, the system prompt computed "

@@ -4,6 +4,7 @@
     data.py          the QA file: validated, split, sampled; the plain chat prompt
     scoring.py       the metric (key found, strict, word-overlap F1), 95% intervals, paired tests
     local_model.py   the embedded model, loaded once, answering in batches
+    onednn.py        fp32 linear layers multiplied by oneDNN on a CPU (2x PyTorch's default)
     machine_facts.py what the numbers were measured on: CPU and its vector unit, GPU, library
                      versions, sizes
     results.py       results/*.json in one schema: written, read back, graded again

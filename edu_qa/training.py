@@ -86,7 +86,8 @@ class AnswerLogitsOnly:
     of the positions here. transformers' models take a boolean `logits_to_keep` (batch x
     length) and return the logits of the kept positions only, flattened in order; Trainer and
     the loss read their targets from `shift_labels`. The gradients are those of the full
-    logits bit for bit (tests/test_lora.py), and a CPU step is ~13% shorter
+    logits, bit for bit with PyTorch's linear layers and to rounding through oneDNN
+    (tests/test_lora.py), and a CPU step is ~13% shorter
     (benchmarks/cpu_training.py).
 
     share_prompt: also mark how many first tokens every row shares (the system prompt), for

@@ -9,10 +9,11 @@ free memory, each with its reason (huggingface_lora.py step 3 prints them).
 
 On a CPU: the batch you ask for, no accumulation, no compile, gradient checkpointing only
 where QLoRA's recipe has always had it, and logits only at the positions that predict an answer
-token (training.AnswerLogitsOnly: the same gradients, bit for bit, a shorter step), and the
-system prompt every row of a batch begins with computed once for the batch (shared_prompt.py:
-the same loss and gradients rounded differently, a 1.15x to 1.3x shorter step; not with
-QLoRA's gradient checkpointing, which keeps no keys and values, nor with dropout). On CUDA:
+token (training.AnswerLogitsOnly: the same gradients, a shorter step), and the system prompt
+every row of a batch begins with computed once for the batch (shared_prompt.py: the same loss
+and gradients rounded differently, a 1.15x to 1.3x shorter step; not with QLoRA's gradient
+checkpointing, which keeps no keys and values, nor with dropout); its frozen fp32 layers
+multiply through oneDNN whatever the plan (onednn.py, set by load_local_model). On CUDA:
 - the batch you ask for (--batch-size) is the EFFECTIVE batch: per-device batch times
   accumulation steps, so the optimization is the same whatever the card;
 - gradient checkpointing only when the batch does not fit without it (it recomputes the

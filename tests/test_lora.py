@@ -53,14 +53,14 @@ def test_every_assistant_turn_carries_loss_unless_its_weight_is_0(embedded_token
     assert len(cut["input_ids"]) == len(cut["labels"]) == len(cut["attention_mask"]) == 10
 
 
-def lora_on_tiny_model(tiny_model):
+def lora_on_tiny_model(tiny_model, onednn=True):
     """(the tiny model with LoRA, every LoRA weight drawn non-zero so that every gradient is
     non-trivial; its tokenizer; 6 training examples tokenized as the script does; the
-    script's padding collator)."""
+    script's padding collator). onednn=False: PyTorch's own linear layers."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq
-    model, tok = edu_qa.load_local_model(str(tiny_model), dtype=torch.float32)
+    model, tok = edu_qa.load_local_model(str(tiny_model), dtype=torch.float32, onednn=onednn)
     torch.manual_seed(0)
     model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
@@ -76,24 +76,29 @@ def lora_on_tiny_model(tiny_model):
 def test_answer_only_logits_give_the_same_gradients_bit_for_bit(tiny_model):
     """training.AnswerLogitsOnly, the CPU recipe's collator: logits only at the positions that
     predict an answer token, and the LoRA gradients exactly those of the logits at every
-    position (so the committed results stay the ones a new user gets)."""
+    position with PyTorch's linear layers (so the committed results stay the ones a new user
+    gets). Through oneDNN (the scripts' on a CPU) the output layer's backward product sums in
+    an order that depends on its number of rows: the same gradients to rounding."""
     import torch
-    model, tok, rows, pad = lora_on_tiny_model(tiny_model)
+    for onednn in (False, True):
+        model, tok, rows, pad = lora_on_tiny_model(tiny_model, onednn=onednn)
 
-    def gradients(batch):
-        model.zero_grad()
-        out = model(**batch)
-        out.loss.backward()
-        return out, [p.grad.clone() for p in model.parameters() if p.requires_grad]
-    full, full_grads = gradients(pad(rows))
-    batch = training.AnswerLogitsOnly(pad)(rows)
-    answer_tokens = sum(sum(label != -100 for label in row["labels"]) for row in rows)
-    assert int(batch["logits_to_keep"].sum()) == len(batch["shift_labels"]) == answer_tokens
-    kept, kept_grads = gradients(batch)
-    assert kept.logits.shape == (answer_tokens, full.logits.shape[-1])
-    assert torch.equal(kept.logits, full.logits[:, :-1][pad(rows)["labels"][:, 1:] != -100])
-    assert all(torch.equal(a, b) for a, b in zip(kept_grads, full_grads))
-    assert torch.allclose(kept.loss, full.loss, rtol=1e-6)
+        def gradients(batch):
+            model.zero_grad()
+            out = model(**batch)
+            out.loss.backward()
+            return out, [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        full, full_grads = gradients(pad(rows))
+        batch = training.AnswerLogitsOnly(pad)(rows)
+        answer_tokens = sum(sum(label != -100 for label in row["labels"]) for row in rows)
+        assert int(batch["logits_to_keep"].sum()) == len(batch["shift_labels"]) == answer_tokens
+        kept, kept_grads = gradients(batch)
+        assert kept.logits.shape == (answer_tokens, full.logits.shape[-1])
+        assert torch.equal(kept.logits, full.logits[:, :-1][pad(rows)["labels"][:, 1:] != -100])
+        same = torch.equal if not onednn else \
+            (lambda a, b: torch.allclose(a, b, rtol=1e-4, atol=1e-7))
+        assert all(same(a, b) for a, b in zip(kept_grads, full_grads)), onednn
+        assert torch.allclose(kept.loss, full.loss, rtol=1e-6)
 
 
 def test_the_shared_prompt_once_per_batch_gives_the_same_loss_and_gradients(tiny_model):
@@ -129,6 +134,32 @@ def test_the_shared_prompt_once_per_batch_gives_the_same_loss_and_gradients(tiny
     # too short a prompt, or one row: the batch goes through whole
     assert shared_prompt.shared_length({k: v[:1] for k, v in whole.items()
                                         if k != "shift_labels"}) == 0
+
+
+def test_frozen_layers_through_onednn_give_pytorchs_loss_and_gradients(tiny_model):
+    """LoRA's frozen base layers multiply through oneDNN both ways (edu_qa/onednn.py): the
+    forward product, and the backward one that carries the gradient to the layer's input. The
+    loss and every LoRA gradient are PyTorch's own, to rounding."""
+    import torch
+
+    from edu_qa import onednn
+    if not onednn.available():
+        pytest.skip("this PyTorch has no oneDNN fp32 linear (or EDU_QA_ONEDNN=0)")
+
+    def gradients(use):
+        model, tok, rows, pad = lora_on_tiny_model(tiny_model, onednn=use)
+        loss = model(**training.AnswerLogitsOnly(pad)(rows)).loss
+        loss.backward()
+        bases = [m for m in model.modules() if isinstance(m, onednn.OneDNNLinear)]
+        return loss, [p.grad for p in model.parameters() if p.requires_grad], bases
+    loss, grads, bases = gradients(True)
+    plain_loss, plain_grads, none = gradients(False)
+    assert bases and not none
+    # backward went through oneDNN: every base layer but the first q, k and v, whose input
+    # (the embeddings, frozen) needs no gradient
+    assert all(m._packed_t is not None for m in bases[3:])
+    assert torch.allclose(loss, plain_loss, rtol=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(grads, plain_grads))
 
 
 def test_the_prompt_is_not_shared_where_it_would_train_differently(tmp_path, tiny_model):
@@ -404,7 +435,7 @@ def test_qlora_benchmark_runs_the_scripts_recipe_on_a_model_shape(tmp_path):
 
 def test_cpu_training_benchmark_times_each_change_of_the_recipe(tmp_path, tiny_model):
     """benchmarks/cpu_training.py: a row per variant, the old recipe first at 1.00x, the recipe
-    fourth, and the bf16 rows either measured or saying why not (a CPU without bf16
+    fifth, and the bf16 rows either measured or saying why not (a CPU without bf16
     instructions)."""
     out = tmp_path / "cpu_training.md"
     proc = subprocess.run(
@@ -413,10 +444,10 @@ def test_cpu_training_benchmark_times_each_change_of_the_recipe(tmp_path, tiny_m
         timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ")][1:]
-    assert len(rows) == 10
+    assert len(rows) == 11
     assert rows[0].startswith("| fp32, LoRA dropout 0.05, SDPA, logits at every position (the "
                               "recipe until 2026-12-01) |")
-    assert rows[3].startswith("| the recipe: and the system prompt once per batch (since "
+    assert rows[4].startswith("| the recipe: and the frozen layers through oneDNN (since "
                               "2026-12-02) |")
     assert "| 1.00x |" in rows[0] and "aten::" in rows[0]
     for row in rows[1:]:

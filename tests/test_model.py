@@ -225,3 +225,95 @@ def test_length_buckets_keep_similar_prompts_together_and_long_ones_apart():
     assert length_buckets([30, 300, 9000, 18000]) == [[0, 1], [2, 3]]  # 2x + 256 apart at most
     assert length_buckets([30, 400]) == [[0], [1]]
     assert length_buckets([]) == []
+
+
+def test_linear_layers_multiply_through_onednn_and_answer_the_same(embedded):
+    """load_local_model() makes every linear layer a OneDNNLinear (edu_qa/onednn.py): on a CPU
+    in fp32 its products go through oneDNN, ~2x faster than PyTorch's default (MKL) on the
+    project's CPUs. The same sums in another order: the logits agree to rounding and the greedy
+    answers are PyTorch's own."""
+    import torch
+
+    from edu_qa import onednn
+    if not onednn.available():
+        pytest.skip("this PyTorch has no oneDNN fp32 linear (or EDU_QA_ONEDNN=0)")
+    model, tok = embedded
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert layers and all(isinstance(m, onednn.OneDNNLinear) for m in layers)
+    plain, _ = edu_qa.load_local_model(edu_qa.EMBEDDED_MODEL, onednn=False)
+    assert not any(isinstance(m, onednn.OneDNNLinear) for m in plain.modules())
+    conversations = [edu_qa.chat_messages(ex.question)
+                     for ex in edu_qa.load_qa().split("test")[:24]]
+    inputs = tok.apply_chat_template(conversations[:4], add_generation_prompt=True, padding=True,
+                                     return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        ours, theirs = model(**inputs).logits, plain(**inputs).logits
+    assert all(m._packed is not None for m in layers)  # the oneDNN path was taken
+    assert not torch.equal(ours, theirs)  # another library's sums...
+    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4)  # ...of the same products
+    assert edu_qa.generate(model, tok, conversations, 32, batch_size=24) == \
+        edu_qa.generate(plain, tok, conversations, 32, batch_size=24)
+
+
+def test_a_weight_changed_after_packing_is_packed_again():
+    """A OneDNNLinear packs its weight once; a change in place (an optimizer step), or through
+    .data with the layer put back in its model (peft's merge_and_unload), packs it again; a
+    copy of the model (copy.deepcopy) packs its own."""
+    import torch
+
+    from edu_qa import onednn
+    if not onednn.available():
+        pytest.skip("this PyTorch has no oneDNN fp32 linear (or EDU_QA_ONEDNN=0)")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 8))
+    assert onednn.use_onednn(model) == 1
+    x = torch.randn(3, 16)
+
+    def agrees():
+        with torch.no_grad():
+            return torch.allclose(model(x), torch.nn.functional.linear(x, model[0].weight,
+                                                                       model[0].bias), atol=1e-6)
+    assert agrees()
+    with torch.no_grad():
+        model[0].weight.mul_(2)  # counted by PyTorch: packed again
+    assert agrees()
+    model[0].weight.data += 1  # not counted...
+    model[0] = model[0]  # ...but put back into the model, as peft's merge_and_unload does
+    assert agrees()
+    model[0].weight.data -= 3
+    onednn.repack(model)
+    assert agrees()
+    import copy  # a packed weight has no storage: a copy packs its own
+    copied = copy.deepcopy(model)
+    with torch.no_grad():
+        assert torch.equal(copied(x), model(x))
+
+
+def test_onednn_can_be_turned_off(monkeypatch):
+    import torch
+
+    from edu_qa import onednn
+    monkeypatch.setattr(onednn, "ENABLED", False)  # EDU_QA_ONEDNN=0
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    assert onednn.use_onednn(model) == 0 and type(model[0]) is torch.nn.Linear
+
+
+def test_linear_libraries_benchmark_times_both_libraries():
+    """benchmarks/linear_libraries.py: a row per batch size, both libraries timed, and their
+    outputs the same to rounding (what the README's oneDNN paragraph cites)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from edu_qa import onednn
+    if not onednn.available():
+        pytest.skip("this PyTorch has no oneDNN fp32 linear (or EDU_QA_ONEDNN=0)")
+    proc = subprocess.run([sys.executable, "benchmarks/linear_libraries.py", "--rows", "1", "3",
+                           "--repeat", "1"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split(" | ") for line in proc.stdout.splitlines() if line[:3] in ("| 1", "| 3")]
+    assert [row[0] for row in rows] == ["| 1", "| 3"]
+    for row in rows:
+        assert float(row[1].split()[0]) > 0 and float(row[2].split()[0]) > 0
+        assert 0 < float(row[4].rstrip(" |")) < 1e-4
