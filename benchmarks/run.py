@@ -540,7 +540,7 @@ def main(argv=None):
                  "layers (the setting until 2026-11-27) / one batch through oneDNN (the scripts' "
                  "now)",
                  f"{g['by24_tps']:.1f} / {g['batched_tps']:.1f} tokens/s "
-                 f"({g['batched_tps'] / g['by24_tps']:.1f}x; {g['batched_qps']:.1f} "
+                 f"({g['batched_tps'] / g['by24_tps']:.2f}x; {g['batched_qps']:.1f} "
                  f"questions/s), same answers {g['same']}/{g['n']} (one at a time: "
                  f"{g['same_one']}/24)",
                  "4x the batch-24 figure, same answers"))
