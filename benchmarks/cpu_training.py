@@ -8,17 +8,17 @@ Each row changes one thing from the one above it, on the same batches, and times
 optimizer steps after one warm-up: LoRA dropout off, logits only where an answer token is
 predicted, bf16 autocast, the frozen base stored in bf16 (no fp32 copy cast every step), eager
 attention instead of SDPA. The first row is the recipe until 2026-12-01 (dropout 0.05); the
-third is the recipe of 2026-12-01: dropout 0 (its random masks cost a fifth of the step, and
-the dev-judged quality stayed within the seed spread) and answer-only logits
+third is the recipe of 2026-12-01: dropout 0 (its random masks cost a fifth of the step, and the
+dev-judged quality stayed within the seed spread) and answer-only logits
 (training.AnswerLogitsOnly: the same gradients, bit for bit with PyTorch's linear layers); the
 fourth is the recipe of 2026-12-02's morning: the system prompt every row begins with through
 the model once per batch (shared_prompt.py: the same loss, rounded differently; the committed
-results were run again with it); the fifth is the recipe since the same day's afternoon: the frozen base layers
-multiply through oneDNN instead of PyTorch's default MKL (onednn.py: the same products summed
-in another order; every committed answer the same). The others are not the scripts' default:
-bf16 changes the arithmetic more, and would make every committed LoRA and OpenAI-style result
-depend on the CPU (benchmarks/README.md, "A CPU training step"). The bf16 rows run only where
-the CPU has bf16 instructions (elsewhere it is emulated, ~100x slower).
+results were run again with it); the fifth is the recipe since the same day's afternoon: the
+frozen base layers multiply through oneDNN instead of PyTorch's default MKL (onednn.py: the same
+products summed in another order; every committed answer the same). The others are not the
+scripts' default: bf16 changes the arithmetic more, and would make every committed LoRA and
+OpenAI-style result depend on the CPU (benchmarks/README.md, "A CPU training step"). The bf16
+rows run only where the CPU has bf16 instructions (elsewhere it is emulated, ~100x slower).
 """
 
 from __future__ import annotations
