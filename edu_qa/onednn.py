@@ -85,6 +85,8 @@ def _pointwise(x, packed, bias):
 class OneDNNLinear(nn.Linear):
     """nn.Linear whose fp32 CPU products go through oneDNN (module docstring)."""
 
+    _packed = _packed_t = _packed_key = None  # nothing packed yet, also when built directly
+
     def forget(self) -> None:
         self._packed = self._packed_t = self._packed_key = None
 
