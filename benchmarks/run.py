@@ -239,23 +239,6 @@ def generation_speed(adapter_dir: str) -> dict:
             "onednn_same": same(pytorch_linear, batched)}
 
 
-def onednn_matmul_flops(n: int, reps: int = 5) -> float | None:
-    """FLOP/s of an n x n fp32 product through oneDNN with the weight packed, as the scripts'
-    linear layers multiply (edu_qa/onednn.py); None where this PyTorch has no oneDNN."""
-    import torch
-
-    from edu_qa import onednn
-    if not onednn.available():
-        return None
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    packed = torch.ops.mkldnn._reorder_linear_weight(b, None)
-    onednn._pointwise(a, packed, None)
-    start = time.perf_counter()
-    for _ in range(reps):
-        onednn._pointwise(a, packed, None)
-    return 2 * n ** 3 * reps / (time.perf_counter() - start)
-
-
 def matmul_flops(run) -> float:
     """The FLOPs of the matrix products that run() computes, as PyTorch's profiler counts them
     (mm, addmm, bmm: 2 per multiply-add; attention inside SDPA is not counted)."""
@@ -491,7 +474,7 @@ def main(argv=None):
 
     from edu_qa import training
     mkl = training.measure_matmul_flops("cpu", "fp32", n=2048)
-    dnnl = onednn_matmul_flops(2048)
+    dnnl = training.measure_matmul_flops("cpu", "fp32", n=2048, onednn=True)
     fp32 = max(mkl, dnnl or 0)  # the machine's fp32 peak, as far as either library reaches
     n_bf16 = 2048 if edu_qa.cpu_has_native_bf16() else 512  # emulated: 512² takes ~0.4 s
     bf16 = training.measure_matmul_flops("cpu", "bf16", n=n_bf16, reps=2)

@@ -20,10 +20,10 @@ greedy answers the same 152.
 The numbers. Each output is the same sum of the same products, added in another order, so it
 differs from MKL's in its last bits (at most 2.9e-6 on the 49k-word output layer,
 benchmarks/linear_libraries.py), as MKL's own AVX2 and AVX-512 kernels differ from each other
-(README, "Run it"). Training: a
-frozen weight (LoRA's base) multiplies through oneDNN both ways, the forward product and the
-backward one (the gradient of its input, through its weight transposed and packed too). A
-weight that trains multiplies as PyTorch does. EDU_QA_ONEDNN=0 turns all of it off.
+(README, "Run it"). Training: a frozen weight (LoRA's base) multiplies through oneDNN both
+ways, the forward product and the backward one (the gradient of its input, through its weight
+transposed and packed too). A weight that trains multiplies as PyTorch does. EDU_QA_ONEDNN=0
+turns all of it off.
 """
 
 from __future__ import annotations
@@ -103,10 +103,9 @@ class OneDNNLinear(nn.Linear):
                                                 (b is not None and b.requires_grad))
         if training and (w.requires_grad or (b is not None and b.requires_grad)):
             return super().forward(x)  # a weight that trains: autograd's own linear
-        packed = self._packed_weight()
         if training:  # a frozen weight, its input's gradient wanted (LoRA's base layers)
             return _FrozenLinear.apply(x, self)
-        return _pointwise(x, packed, b)
+        return _pointwise(x, self._packed_weight(), b)
 
     def _packed_weight(self):
         # a new tensor, or one changed in place (optimizer steps count; .data does not)

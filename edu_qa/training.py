@@ -176,8 +176,10 @@ def estimate(device: Device, shape: dict | None, train_ds, lora_r: int, batch_si
 
 
 def measure_matmul_flops(device: str, precision: str, n: int | None = None,
-                         reps: int = 5) -> float | None:
-    """FLOP/s of a large n x n matrix multiply on this device (~0.3 s at the default n)."""
+                         reps: int = 5, onednn: bool = False) -> float | None:
+    """FLOP/s of a large n x n matrix multiply on this device (~0.3 s at the default n).
+    onednn: fp32 on a CPU through oneDNN with the weight packed, as the scripts' linear layers
+    multiply (edu_qa/onednn.py); None where this PyTorch has no oneDNN."""
     import torch
     if device == "mps":
         return None
@@ -185,12 +187,19 @@ def measure_matmul_flops(device: str, precision: str, n: int | None = None,
     n = n or (1024 if device == "cpu" else 8192)
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
-    a @ b
+    multiply = lambda: a @ b  # noqa: E731
+    if onednn:
+        from . import onednn as library
+        if not library.available():
+            return None
+        packed = torch.ops.mkldnn._reorder_linear_weight(b, None)
+        multiply = lambda: library._pointwise(a, packed, None)  # noqa: E731
+    multiply()
     if device == "cuda":
         torch.cuda.synchronize()  # the warm-up product must not run into the timed ones
     start = time.perf_counter()
     for _ in range(reps):
-        a @ b
+        multiply()
     if device == "cuda":
         torch.cuda.synchronize()
     return 2 * n ** 3 * reps / (time.perf_counter() - start)
